@@ -1,3 +1,8 @@
-fn main() {
-    println!("Hello, world!");
+//! `factory`: the console by default, headless subcommands for scripts and CI.
+
+mod cli;
+mod tui;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

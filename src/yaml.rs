@@ -227,7 +227,10 @@ impl Builder {
                 None => {
                     let name = node.scalar_text().ok_or_else(|| SyntaxError {
                         pos: node.pos,
-                        message: format!("a mapping key must be a plain value, not {}", node.kind()),
+                        message: format!(
+                            "a mapping key must be a plain value, not {}",
+                            node.kind()
+                        ),
                     })?;
                     if let Value::Map(entries) = &map.value
                         && let Some((first, _)) = entries.iter().find(|(k, _)| k.name == name)
@@ -311,6 +314,9 @@ mod tests {
     fn empty_text_is_null_and_aliases_resolve() {
         assert_eq!(parse("# nothing\n").unwrap().value, Value::Null);
         let root = parse("a: &x {k: v}\nb: *x\n").unwrap();
-        assert_eq!(root.get("b").unwrap().to_json(), serde_json::json!({"k": "v"}));
+        assert_eq!(
+            root.get("b").unwrap().to_json(),
+            serde_json::json!({"k": "v"})
+        );
     }
 }

@@ -1,0 +1,302 @@
+//! The command line (clap): the console by default, plus headless subcommands for scripts and CI.
+//!
+//! Exit codes: 0 success, 1 the thing checked is wrong (validation errors, failed render),
+//! 2 the command could not run (bad arguments, no repository).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use image_factory::catalog::{self, Catalog, Definition, Severity};
+use image_factory::render::{self, BuildInfo};
+
+const AFTER_HELP: &str = "\
+A factory repository holds bundles under images/<name>/ and OS definitions under os/<name>/,
+each with a build-vars.yml, an ansible/bootstrap.yml playbook and output/*.j2 templates.
+
+Examples:
+  factory                          open the console on the repository around the current directory
+  factory list --json              the catalog as JSON, for scripts
+  factory validate                 check every definition (exit 1 on errors), for CI and pre-commit
+  factory render bundle-bookworm-lamp --image-id 6f1c...  render its HEAT stack";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "factory",
+    version,
+    about = "Build OpenStack server images and the HEAT stacks that use them",
+    long_about = "Build OpenStack server images and the HEAT stacks that use them.\n\n\
+                  Without a subcommand, opens the console: the repository's bundles and OS \
+                  definitions, with each one's validation problems.",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// The factory repository (default: the current directory, or the nearest parent holding
+    /// images/ or os/)
+    #[arg(long, global = true, value_name = "DIR", env = "FACTORY_REPO")]
+    repo: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the bundles and OS definitions of the repository, with their status
+    #[command(
+        after_help = "Columns: KIND (bundle|os), NAME (the directory, what other commands \
+                            take), IMAGE (bundle.name), BASE (bundle.img_base or the OS source), \
+                            STATUS (ok, or the count of errors and warnings; `factory validate` \
+                            shows them).\n--json prints every field, settings with defaults \
+                            applied, and every problem with file, line and column."
+    )]
+    List {
+        /// Print JSON (an object with `root`, `definitions` and `problems`) instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check definitions and print every problem as file:line:column: level: message
+    #[command(
+        after_help = "Exit status: 0 when no definition has errors (warnings are printed \
+                            but do not fail), 1 when one has errors, 2 when the repository or a \
+                            named definition is not found. Use it in CI or as a pre-commit hook: \
+                            `factory validate || exit 1`."
+    )]
+    Validate {
+        /// Definitions to check (directory names under images/ or os/); all when none is given
+        names: Vec<String>,
+        /// Fail (exit 1) on warnings too
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Render a definition's output/**/*.j2 templates (its HEAT stacks) for an image id
+    #[command(
+        after_help = "Templates see `result_img_id`, `bundle` and every other top-level key \
+                            of build-vars.yml, and `build` (id, date, image_name). An undefined \
+                            variable is an error naming the template's file and line. Outputs go \
+                            to images/target/NAME/output/ unless --out is given; each file is \
+                            written whole or not at all."
+    )]
+    Render {
+        /// The definition (directory name under images/ or os/)
+        name: String,
+        /// The Glance image id to put into the templates (result_img_id)
+        #[arg(long, value_name = "ID")]
+        image_id: String,
+        /// Write the rendered files here instead of images/target/NAME/output
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(after_help = "Example: factory completions bash > /etc/bash_completion.d/factory")]
+    Completions { shell: clap_complete::Shell },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("factory: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Command::Completions { shell }) = &cli.command {
+        clap_complete::generate(
+            *shell,
+            &mut Cli::command(),
+            "factory",
+            &mut std::io::stdout(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let catalog = load_catalog(cli.repo.as_deref())?;
+    match cli.command {
+        None => {
+            crate::tui::run(&catalog)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::List { json }) => list(&catalog, json),
+        Some(Command::Validate {
+            names,
+            deny_warnings,
+        }) => validate(&catalog, &names, deny_warnings),
+        Some(Command::Render {
+            name,
+            image_id,
+            out,
+        }) => render_cmd(&catalog, &name, &image_id, out.as_deref()),
+        Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn load_catalog(repo: Option<&Path>) -> anyhow::Result<Catalog> {
+    let root = match repo {
+        Some(dir) => dir.to_path_buf(),
+        None => catalog::find_root(&std::env::current_dir()?)?,
+    };
+    Ok(Catalog::load(&root)?)
+}
+
+fn status(def: &Definition) -> String {
+    let count = |s| def.problems.iter().filter(|p| p.severity == s).count();
+    let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, 0) => "ok".into(),
+        (0, w) => format!("ok, {}", plural(w, "warning")),
+        (e, 0) => plural(e, "error"),
+        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}
+
+/// What a definition starts from, in a few words.
+pub fn base_of(def: &Definition) -> String {
+    let Some(spec) = &def.spec else {
+        return "-".into();
+    };
+    if let Some(base) = &spec.img_base {
+        return base.clone();
+    }
+    match &spec.source {
+        Some(src) => {
+            let mut kinds = Vec::new();
+            if src.upstream.is_some() {
+                kinds.push("url");
+            }
+            if src.debootstrap.is_some() {
+                kinds.push("debootstrap");
+            }
+            format!("source: {}", kinds.join(" + "))
+        }
+        None => "-".into(),
+    }
+}
+
+fn list(catalog: &Catalog, json: bool) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, catalog)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows: Vec<[String; 5]> = catalog
+        .definitions
+        .iter()
+        .map(|d| {
+            [
+                d.kind.label().to_string(),
+                d.name.clone(),
+                d.spec.as_ref().map_or("-".into(), |s| s.image_name.clone()),
+                base_of(d),
+                status(d),
+            ]
+        })
+        .collect();
+    let header = ["KIND", "NAME", "IMAGE", "BASE", "STATUS"].map(String::from);
+    let widths: Vec<usize> = (0..5)
+        .map(|i| {
+            rows.iter()
+                .chain(std::iter::once(&header))
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    if catalog.definitions.is_empty() {
+        writeln!(out, "(no definitions in {})", catalog.root.display())?;
+    }
+    for p in &catalog.problems {
+        writeln!(out, "{p}")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(catalog: &Catalog, names: &[String], deny_warnings: bool) -> anyhow::Result<ExitCode> {
+    let selected: Vec<&Definition> = if names.is_empty() {
+        catalog.definitions.iter().collect()
+    } else {
+        names
+            .iter()
+            .map(|n| catalog.find(n))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?
+    };
+    let problems: Vec<_> = catalog
+        .problems
+        .iter()
+        .chain(selected.iter().flat_map(|d| d.problems.iter()))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    for p in &problems {
+        writeln!(out, "{p}")?;
+    }
+    let errors = problems.iter().filter(|p| p.is_error()).count();
+    let warnings = problems.len() - errors;
+    let broken = selected.iter().filter(|d| d.has_errors()).count();
+    writeln!(
+        out,
+        "{} definition{} checked: {} with errors; {errors} error{}, {warnings} warning{}",
+        selected.len(),
+        if selected.len() == 1 { "" } else { "s" },
+        broken,
+        if errors == 1 { "" } else { "s" },
+        if warnings == 1 { "" } else { "s" },
+    )?;
+    let failed = errors > 0 || (deny_warnings && warnings > 0);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn render_cmd(
+    catalog: &Catalog,
+    name: &str,
+    image_id: &str,
+    out: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let def = catalog.find(name).map_err(anyhow::Error::msg)?;
+    let Some(spec) = &def.spec else {
+        for p in &def.problems {
+            eprintln!("{p}");
+        }
+        eprintln!("factory: `{name}` has errors: fix them before rendering");
+        return Ok(ExitCode::FAILURE);
+    };
+    let now = chrono::Utc::now();
+    let build = BuildInfo {
+        id: format!("manual-{}", now.format("%Y%m%dT%H%M%SZ")),
+        date: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        image_name: catalog::image_name(&spec.settings.image_name, &spec.image_name, now),
+    };
+    match render::render_definition(&catalog.root, def, image_id, &build, out) {
+        Ok(done) if done.is_empty() => {
+            println!("{name} has no output/*.j2 templates: nothing to render");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(done) => {
+            for r in done {
+                println!("{} -> {}", r.template.display(), r.output.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

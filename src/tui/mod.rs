@@ -1,0 +1,282 @@
+//! The console. For now: the catalog, each definition's details and validation problems.
+//!
+//! Drawing is a pure function of `CatalogView`; the loop only reads keys and redraws when
+//! something changed. Never calls a cloud.
+
+use std::time::Duration;
+
+use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use image_factory::catalog::{Catalog, Definition, Severity};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph, Wrap};
+
+/// How long a key read waits before the loop looks again; there is nothing to animate yet.
+const INPUT_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+pub struct CatalogView<'c> {
+    catalog: &'c Catalog,
+    selected: usize,
+    pub quit: bool,
+}
+
+impl<'c> CatalogView<'c> {
+    pub fn new(catalog: &'c Catalog) -> Self {
+        CatalogView {
+            catalog,
+            selected: 0,
+            quit: false,
+        }
+    }
+
+    fn current(&self) -> Option<&'c Definition> {
+        self.catalog.definitions.get(self.selected)
+    }
+
+    /// Returns true when the key changed something on screen.
+    pub fn on_key(&mut self, key: KeyEvent) -> bool {
+        let last = self.catalog.definitions.len().saturating_sub(1);
+        let before = self.selected;
+        match key.code {
+            KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
+            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => self.quit = true,
+            KeyCode::Down | KeyCode::Char('j') => self.selected = (self.selected + 1).min(last),
+            KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
+            KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
+            KeyCode::End | KeyCode::Char('G') => self.selected = last,
+            _ => {}
+        }
+        before != self.selected
+    }
+
+    pub fn draw(&self, frame: &mut Frame) {
+        let [main, footer] =
+            Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
+        let [left, right] =
+            Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)])
+                .areas(main);
+        self.draw_list(frame, left);
+        self.draw_details(frame, right);
+        let help = Line::from(vec![
+            Span::styled(" ↑↓/jk", Style::new().add_modifier(Modifier::BOLD)),
+            Span::raw(" select  "),
+            Span::styled("q", Style::new().add_modifier(Modifier::BOLD)),
+            Span::raw(" quit  "),
+            Span::raw(self.catalog.root.display().to_string()),
+        ]);
+        frame.render_widget(Paragraph::new(help), footer);
+    }
+
+    fn draw_list(&self, frame: &mut Frame, area: Rect) {
+        let items: Vec<ListItem> = self
+            .catalog
+            .definitions
+            .iter()
+            .map(|d| {
+                let (mark, color) = match worst(d) {
+                    Some(Severity::Error) => ("✗", Color::Red),
+                    Some(Severity::Warning) => ("!", Color::Yellow),
+                    None => ("✓", Color::Green),
+                };
+                ListItem::new(Line::from(vec![
+                    Span::styled(format!("{mark} "), Style::new().fg(color)),
+                    Span::styled(
+                        format!("{:<6} ", d.kind.label()),
+                        Style::new().fg(Color::DarkGray),
+                    ),
+                    Span::raw(d.name.clone()),
+                ]))
+            })
+            .collect();
+        let title = format!(
+            " Catalog: {} bundles, {} OS ",
+            self.count(image_factory::catalog::Kind::Bundle),
+            self.count(image_factory::catalog::Kind::Os)
+        );
+        let list = List::new(items)
+            .block(Block::default().borders(Borders::ALL).title(title))
+            .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+        let mut state = ListState::default().with_selected(self.current().map(|_| self.selected));
+        frame.render_stateful_widget(list, area, &mut state);
+    }
+
+    fn count(&self, kind: image_factory::catalog::Kind) -> usize {
+        self.catalog
+            .definitions
+            .iter()
+            .filter(|d| d.kind == kind)
+            .count()
+    }
+
+    fn draw_details(&self, frame: &mut Frame, area: Rect) {
+        let Some(def) = self.current() else {
+            let text = Paragraph::new(format!(
+                "No bundle or OS definition in {}.\nAdd images/<name>/build-vars.yml or os/<name>/build-vars.yml.",
+                self.catalog.root.display()
+            ))
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(" Details "));
+            frame.render_widget(text, area);
+            return;
+        };
+        let mut lines = details(def);
+        let problems: Vec<_> = self
+            .catalog
+            .problems
+            .iter()
+            .chain(def.problems.iter())
+            .collect();
+        if !problems.is_empty() {
+            lines.push(Line::raw(""));
+            lines.push(Line::styled(
+                "Problems",
+                Style::new().add_modifier(Modifier::BOLD),
+            ));
+        }
+        for p in problems {
+            let color = if p.is_error() {
+                Color::Red
+            } else {
+                Color::Yellow
+            };
+            lines.push(Line::styled(p.to_string(), Style::new().fg(color)));
+        }
+        let title = format!(" {} {} ", def.kind.label(), def.name);
+        let text = Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(Block::default().borders(Borders::ALL).title(title));
+        frame.render_widget(text, area);
+    }
+}
+
+fn worst(def: &Definition) -> Option<Severity> {
+    def.problems.iter().map(|p| p.severity).max()
+}
+
+fn details(def: &Definition) -> Vec<Line<'static>> {
+    let field = |k: &str, v: String| {
+        Line::from(vec![
+            Span::styled(format!("{k:<10} "), Style::new().fg(Color::DarkGray)),
+            Span::raw(v),
+        ])
+    };
+    let mut lines = vec![field("file", def.file.display().to_string())];
+    if let Some(spec) = &def.spec {
+        let s = &spec.settings;
+        lines.push(field("image", spec.image_name.clone()));
+        lines.push(field("base", crate::cli::base_of(def)));
+        lines.push(field("flavor", s.flavor.clone()));
+        lines.push(field("ssh user", s.ssh_user.clone()));
+        if !spec.properties.is_empty() {
+            let props: Vec<String> = spec
+                .properties
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            lines.push(field("properties", props.join(" ")));
+        }
+    }
+    lines
+}
+
+/// Runs the console until the operator quits; the terminal is restored whatever happens.
+pub fn run(catalog: &Catalog) -> std::io::Result<()> {
+    let mut terminal = ratatui::init();
+    let mut view = CatalogView::new(catalog);
+    let result = (|| -> std::io::Result<()> {
+        terminal.draw(|f| view.draw(f))?;
+        while !view.quit {
+            if !event::poll(INPUT_POLL_INTERVAL)? {
+                continue;
+            }
+            let redraw = match event::read()? {
+                Event::Key(key) if key.kind == KeyEventKind::Press => view.on_key(key) || view.quit,
+                Event::Resize(..) => true,
+                _ => false,
+            };
+            if redraw && !view.quit {
+                terminal.draw(|f| view.draw(f))?;
+            }
+        }
+        Ok(())
+    })();
+    ratatui::restore();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ratatui::{Terminal, backend::TestBackend};
+
+    fn screen(view: &CatalogView, w: u16, h: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal.draw(|f| view.draw(f)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        (0..h)
+            .map(|y| {
+                (0..w)
+                    .map(|x| buffer[(x, y)].symbol().to_string())
+                    .collect::<String>()
+                    .trim_end()
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn fixture_repo() -> (tempfile::TempDir, Catalog) {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |p: &str, t: &str| {
+            let path = dir.path().join(p);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, t).unwrap();
+        };
+        write(
+            "images/bundle-web/build-vars.yml",
+            "bundle:\n  name: bundle-web\n  img_base: debian-12\n  properties: {img_os: Debian}\n",
+        );
+        write(
+            "images/bundle-typo/build-vars.yml",
+            "bundle:\n  name: bundle-typo\n  img_base: debian-12\n  propreties: {a: b}\n",
+        );
+        write("os/debian-12/build-vars.yml", "bundle:\n  name: [oops]\n");
+        let catalog = Catalog::load(dir.path()).unwrap();
+        (dir, catalog)
+    }
+
+    #[test]
+    fn lists_every_definition_with_its_status_and_problems() {
+        let (_dir, catalog) = fixture_repo();
+        let mut view = CatalogView::new(&catalog);
+        let first = screen(&view, 100, 16);
+        assert!(first.contains("Catalog: 2 bundles, 1 OS"), "{first}");
+        assert!(first.contains("✓ bundle bundle-web"), "{first}");
+        assert!(first.contains("! bundle bundle-typo"), "{first}");
+        assert!(first.contains("✗ os     debian-12"), "{first}");
+        // The list is sorted by kind then name: bundle-typo first.
+        assert!(first.contains("did you mean `properties`?"), "{first}");
+
+        view.on_key(KeyEvent::from(KeyCode::End));
+        let last = screen(&view, 100, 16);
+        assert!(
+            last.contains("os/debian-12/build-vars.yml:2:9: error"),
+            "{last}"
+        );
+
+        view.on_key(KeyEvent::from(KeyCode::Char('q')));
+        assert!(view.quit);
+    }
+
+    #[test]
+    fn an_empty_repository_says_what_to_add() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("images")).unwrap();
+        let catalog = Catalog::load(dir.path()).unwrap();
+        let view = CatalogView::new(&catalog);
+        let text = screen(&view, 80, 12);
+        assert!(text.contains("No bundle or OS definition"), "{text}");
+    }
+}
