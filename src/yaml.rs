@@ -263,6 +263,9 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tagged: bool) -> Value {
     if style != ScalarStyle::Plain || tagged {
         return Value::Str(text.to_string());
     }
+    if text.is_empty() {
+        return Value::Null;
+    }
     match Scalar::parse_from_cow(text.into()) {
         Scalar::Null => Value::Null,
         Scalar::Boolean(b) => Value::Bool(b),
@@ -295,6 +298,9 @@ mod tests {
         assert_eq!(root.get("c").unwrap().value, Value::Bool(true));
         assert_eq!(root.get("d").unwrap().value, Value::Null);
         assert_eq!(root.get("e").unwrap().value, Value::Str("yes".into()));
+        let root = parse("a:\nb: ''\n").unwrap();
+        assert_eq!(root.get("a").unwrap().value, Value::Null);
+        assert_eq!(root.get("b").unwrap().value, Value::Str(String::new()));
     }
 
     #[test]

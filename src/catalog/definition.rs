@@ -15,6 +15,9 @@ use super::settings::{BuildSettings, Layer, Visibility};
 /// What the seed's OS templates hold where the old build script substituted values.
 const SEED_PLACEHOLDERS: [&str; 2] = ["TMP_IMAGE_ID", "B_TARGET_NAME"];
 
+/// The keys of the seed's `bundle:` block.
+const BUNDLE_KEYS: [&str; 4] = ["name", "img_base", "path", "properties"];
+
 /// Glance's disk formats.
 const DISK_FORMATS: [&str; 10] = [
     "qcow2", "raw", "vmdk", "vdi", "iso", "vhd", "vhdx", "ploop", "aki", "ami",
@@ -80,7 +83,9 @@ pub fn read(
     let vars = root.to_json();
     let spec = read_root(kind, &root, defaults, &mut sink);
     let spec = spec.filter(|_| !sink.problems.iter().any(Problem::is_error));
-    (spec, vars, sink.problems)
+    let mut problems = sink.problems;
+    problems.sort_by_key(|p| p.pos);
+    (spec, vars, problems)
 }
 
 fn read_root(kind: Kind, root: &Node, defaults: &Layer, sink: &mut Sink) -> Option<Spec> {
@@ -93,9 +98,20 @@ fn read_root(kind: Kind, root: &Node, defaults: &Layer, sink: &mut Sink) -> Opti
     }
     let mut top = MapReader::new(root, "", sink)?;
     let Some(bundle_node) = top.node("bundle") else {
+        let misplaced: Vec<&'static str> = BUNDLE_KEYS
+            .into_iter()
+            .filter(|k| top.pos_of(k).is_some())
+            .collect();
+        let hint = if misplaced.is_empty() {
+            String::new()
+        } else {
+            top.accept(&misplaced);
+            let keys: Vec<String> = misplaced.iter().map(|k| format!("`{k}`")).collect();
+            format!("; {} must be indented under `bundle:`", keys.join(" and "))
+        };
         sink.error(
             root.pos,
-            "missing the `bundle:` block (with `name`, `img_base` and `properties`)",
+            format!("missing the `bundle:` block (with `name`, `img_base` and `properties`){hint}"),
         );
         top.accept(&[
             "vm_flavor",

@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+/// The seed factory's real definitions, read where they stand (never copied into the project):
+/// `FACTORY_COMPAT_DIR`, else `shared/compat/os_image_factory` beside an ancestor of the project.
+pub fn compat_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("FACTORY_COMPAT_DIR") {
+        return Some(PathBuf::from(dir));
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|a| a.join("shared/compat/os_image_factory"))
+        .find(|p| p.is_dir())
+}
+
+/// The compat corpus, or None after saying plainly why the test does not run.
+pub fn compat_or_skip(test: &str) -> Option<PathBuf> {
+    let dir = compat_dir();
+    if dir.is_none() {
+        eprintln!(
+            "SKIP {test}: the seed's definitions (shared/compat/os_image_factory) are not beside \
+             this checkout; set FACTORY_COMPAT_DIR to run it"
+        );
+    }
+    dir
+}
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch factory repository.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("images")).unwrap();
+        Repo { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> &Self {
+        let path = self.dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+}
+
+/// Copies a directory tree (files and directories only).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
