@@ -262,8 +262,7 @@ fn load_kind(
         .filter_map(Result::ok)
         .filter(|e| e.path().is_dir())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        // `images/target` holds rendered outputs; hidden directories are tooling.
-        .filter(|n| !n.starts_with('.') && !(kind == Kind::Bundle && n == "target"))
+        .filter(|n| !is_tooling_dir(kind, n))
         .collect();
     names.sort();
     names
@@ -322,6 +321,11 @@ fn load_definition(root: &Path, kind: Kind, name: &str, defaults: &Layer) -> Def
         }
     }
     def
+}
+
+/// `images/target` holds rendered outputs; hidden directories are tooling (.git, editors).
+fn is_tooling_dir(kind: Kind, name: &str) -> bool {
+    name.starts_with('.') || (kind == Kind::Bundle && name == "target")
 }
 
 /// Why a directory name cannot name a definition, if it cannot.

@@ -1,0 +1,27 @@
+# The two commands that matter: `make run` (the console) and `make test` (every test).
+# Both install what they need first (setup/install.sh) and take seconds when it is there.
+
+CARGO ?= cargo
+ARGS ?=
+
+.PHONY: setup build run test lint bench clean
+
+setup:
+	@setup/install.sh
+
+build: setup
+	$(CARGO) build --release --locked
+
+run: build
+	./target/release/factory $(ARGS)
+
+lint: setup
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+test: lint
+	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO) test --locked
+
+clean:
+	$(CARGO) clean
+	rm -rf .venv images/target
