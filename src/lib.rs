@@ -3,5 +3,6 @@
 //! The library holds everything but the screen: `tui` and `cli` live beside `main.rs` and use it.
 
 pub mod catalog;
+pub mod openstack;
 pub mod render;
 pub mod yaml;
