@@ -37,6 +37,17 @@ struct Cli {
     #[arg(long, global = true, value_name = "DIR", env = "FACTORY_REPO")]
     repo: Option<PathBuf>,
 
+    /// Console colours: themes/NAME.toml of the repository, or a built-in theme (default,
+    /// high-contrast)
+    #[arg(
+        long,
+        global = true,
+        value_name = "NAME",
+        env = "FACTORY_THEME",
+        default_value = "default"
+    )]
+    theme: String,
+
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -117,7 +128,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let catalog = load_catalog(cli.repo.as_deref())?;
     match cli.command {
         None => {
-            crate::tui::run(&catalog)?;
+            let theme = crate::tui::theme::Theme::load(&catalog.root, &cli.theme)?;
+            crate::tui::run(&catalog, theme)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::List { json }) => list(&catalog, json),

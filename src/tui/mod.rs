@@ -3,29 +3,34 @@
 //! Drawing is a pure function of `CatalogView`; the loop only reads keys and redraws when
 //! something changed. Never calls a cloud.
 
+pub mod theme;
+
 use std::time::Duration;
 
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use image_factory::catalog::{Catalog, Definition, Severity};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, List, ListItem, ListState, Paragraph, Wrap};
+use theme::Theme;
 
 /// How long a key read waits before the loop looks again; there is nothing to animate yet.
 const INPUT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 pub struct CatalogView<'c> {
     catalog: &'c Catalog,
+    theme: Theme,
     selected: usize,
     pub quit: bool,
 }
 
 impl<'c> CatalogView<'c> {
-    pub fn new(catalog: &'c Catalog) -> Self {
+    pub fn new(catalog: &'c Catalog, theme: Theme) -> Self {
         CatalogView {
             catalog,
+            theme,
             selected: 0,
             quit: false,
         }
@@ -76,15 +81,15 @@ impl<'c> CatalogView<'c> {
             .iter()
             .map(|d| {
                 let (mark, color) = match worst(d) {
-                    Some(Severity::Error) => ("✗", Color::Red),
-                    Some(Severity::Warning) => ("!", Color::Yellow),
-                    None => ("✓", Color::Green),
+                    Some(Severity::Error) => ("✗", self.theme.error),
+                    Some(Severity::Warning) => ("!", self.theme.warning),
+                    None => ("✓", self.theme.ok),
                 };
                 ListItem::new(Line::from(vec![
                     Span::styled(format!("{mark} "), Style::new().fg(color)),
                     Span::styled(
                         format!("{:<6} ", d.kind.label()),
-                        Style::new().fg(Color::DarkGray),
+                        Style::new().fg(self.theme.muted),
                     ),
                     Span::raw(d.name.clone()),
                 ]))
@@ -97,7 +102,11 @@ impl<'c> CatalogView<'c> {
         );
         let list = List::new(items)
             .block(Block::default().borders(Borders::ALL).title(title))
-            .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
+            .highlight_style(
+                Style::new()
+                    .fg(self.theme.selected_fg)
+                    .bg(self.theme.selected_bg),
+            );
         let mut state = ListState::default().with_selected(self.current().map(|_| self.selected));
         frame.render_stateful_widget(list, area, &mut state);
     }
@@ -121,7 +130,7 @@ impl<'c> CatalogView<'c> {
             frame.render_widget(text, area);
             return;
         };
-        let mut lines = details(def);
+        let mut lines = details(def, &self.theme);
         let problems: Vec<_> = self
             .catalog
             .problems
@@ -137,9 +146,9 @@ impl<'c> CatalogView<'c> {
         }
         for p in problems {
             let color = if p.is_error() {
-                Color::Red
+                self.theme.error
             } else {
-                Color::Yellow
+                self.theme.warning
             };
             lines.push(Line::styled(p.to_string(), Style::new().fg(color)));
         }
@@ -155,10 +164,10 @@ fn worst(def: &Definition) -> Option<Severity> {
     def.problems.iter().map(|p| p.severity).max()
 }
 
-fn details(def: &Definition) -> Vec<Line<'static>> {
+fn details(def: &Definition, theme: &Theme) -> Vec<Line<'static>> {
     let field = |k: &str, v: String| {
         Line::from(vec![
-            Span::styled(format!("{k:<10} "), Style::new().fg(Color::DarkGray)),
+            Span::styled(format!("{k:<10} "), Style::new().fg(theme.muted)),
             Span::raw(v),
         ])
     };
@@ -182,9 +191,9 @@ fn details(def: &Definition) -> Vec<Line<'static>> {
 }
 
 /// Runs the console until the operator quits; the terminal is restored whatever happens.
-pub fn run(catalog: &Catalog) -> std::io::Result<()> {
+pub fn run(catalog: &Catalog, theme: Theme) -> std::io::Result<()> {
     let mut terminal = ratatui::init();
-    let mut view = CatalogView::new(catalog);
+    let mut view = CatalogView::new(catalog, theme);
     let result = (|| -> std::io::Result<()> {
         terminal.draw(|f| view.draw(f))?;
         while !view.quit {
@@ -250,7 +259,7 @@ mod tests {
     #[test]
     fn lists_every_definition_with_its_status_and_problems() {
         let (_dir, catalog) = fixture_repo();
-        let mut view = CatalogView::new(&catalog);
+        let mut view = CatalogView::new(&catalog, Theme::default());
         let first = screen(&view, 100, 16);
         assert!(first.contains("Catalog: 2 bundles, 1 OS"), "{first}");
         assert!(first.contains("✓ bundle bundle-web"), "{first}");
@@ -275,7 +284,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("images")).unwrap();
         let catalog = Catalog::load(dir.path()).unwrap();
-        let view = CatalogView::new(&catalog);
+        let view = CatalogView::new(&catalog, Theme::default());
         let text = screen(&view, 80, 12);
         assert!(text.contains("No bundle or OS definition"), "{text}");
     }
