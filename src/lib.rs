@@ -3,6 +3,7 @@
 //! The library holds everything but the screen: `tui` and `cli` live beside `main.rs` and use it.
 
 pub mod catalog;
+pub mod engine;
 pub mod openstack;
 pub mod render;
 pub mod yaml;

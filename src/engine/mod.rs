@@ -1,0 +1,6 @@
+//! The build engine: builds, steps, events, the resource journal, cancellation, concurrency.
+//!
+//! Never knows the screen: the console and the headless command are two subscribers of the same
+//! event stream.
+
+pub mod journal;
