@@ -3,4 +3,5 @@
 //! Never knows the screen: the console and the headless command are two subscribers of the same
 //! event stream.
 
+pub mod events;
 pub mod journal;
