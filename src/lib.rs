@@ -4,6 +4,8 @@
 
 pub mod catalog;
 pub mod engine;
+pub mod history;
 pub mod openstack;
+pub mod paths;
 pub mod render;
 pub mod yaml;
