@@ -251,3 +251,93 @@ fn the_projects_own_repository_validates() {
         .assert()
         .success();
 }
+
+#[test]
+fn history_and_logs_read_what_builds_recorded() {
+    use image_factory::engine::events::{BuildId, BuildResult, Event, LogLine, Phase, Stream};
+    use image_factory::history::History;
+    use std::time::Duration;
+
+    let data = tempfile::tempdir().unwrap();
+    let history = History::new(data.path());
+    let record = |def: &str, started: &str, result: Option<BuildResult>| {
+        let id = BuildId {
+            definition: def.into(),
+            started: started.into(),
+            attempt: 1,
+        };
+        let mut r = history.recorder(&id).unwrap();
+        r.record(&Event::StepStarted {
+            id: id.clone(),
+            phase: Phase::Provision,
+        })
+        .unwrap();
+        r.record(&Event::LogLines {
+            id: id.clone(),
+            lines: vec![LogLine {
+                stream: Stream::Stdout,
+                text: format!("TASK [{def}]"),
+            }],
+        })
+        .unwrap();
+        if let Some(result) = result {
+            r.record(&Event::BuildFinished {
+                id,
+                result,
+                duration: Duration::from_secs(125),
+            })
+            .unwrap();
+        }
+    };
+    record(
+        "web",
+        "20261125T090000Z",
+        Some(BuildResult::Succeeded {
+            image_id: "i-1".into(),
+            image_name: "web-2026".into(),
+        }),
+    );
+    record(
+        "db",
+        "20261125T100000Z",
+        Some(BuildResult::Failed {
+            phase: Phase::Provision,
+            error: "task `Start postgres` failed".into(),
+            kept: None,
+        }),
+    );
+    record("web", "20261125T110000Z", None);
+
+    let run = |args: &[&str]| {
+        factory()
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .assert()
+    };
+    run(&["history"]).success().stdout(
+        predicate::str::contains("web-20261125T110000Z-1  interrupted")
+            .and(predicate::str::contains(
+                "stopped during provision with Ansible",
+            ))
+            .and(predicate::str::contains("db-20261125T100000Z-1  failed"))
+            .and(predicate::str::contains(
+                "2m 5s  in provision with Ansible: task `Start postgres` failed",
+            ))
+            .and(predicate::str::contains("web-2026 (i-1)")),
+    );
+    run(&["history", "--failed"])
+        .success()
+        .stdout(predicate::str::contains("succeeded").not());
+    run(&["history", "db"])
+        .success()
+        .stdout(predicate::str::contains("web-").not());
+    run(&["logs", "db"])
+        .success()
+        .stdout(predicate::str::contains(
+            "==> provision with Ansible\nTASK [db]\nFAILED in provision with Ansible",
+        ));
+    run(&["logs", "nope"])
+        .code(2)
+        .stderr(predicate::str::contains("no build `nope`"));
+}

@@ -9,6 +9,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use image_factory::catalog::{self, Catalog, Definition, Severity};
+use image_factory::engine::events::BuildResult;
+use image_factory::history::History;
+use image_factory::paths;
 use image_factory::render::{self, BuildInfo};
 
 const AFTER_HELP: &str = "\
@@ -36,6 +39,11 @@ struct Cli {
     /// images/ or os/)
     #[arg(long, global = true, value_name = "DIR", env = "FACTORY_REPO")]
     repo: Option<PathBuf>,
+
+    /// Where the factory keeps build history, journals and caches (default:
+    /// ~/.local/share/image-factory)
+    #[arg(long, global = true, value_name = "DIR", env = "FACTORY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
 
     /// Console colours: themes/NAME.toml of the repository, or a built-in theme (default,
     /// high-contrast)
@@ -99,6 +107,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// List past builds, newest first: id, outcome, duration, and where a failed one stopped
+    History {
+        /// Only builds that did not succeed (failed, cancelled, interrupted)
+        #[arg(long)]
+        failed: bool,
+        /// Only builds of this definition
+        name: Option<String>,
+    },
+    /// Print the full log of a build (a build id from `factory history`, or a definition name
+    /// for its newest build)
+    Logs { build: String },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     #[command(after_help = "Example: factory completions bash > /etc/bash_completion.d/factory")]
     Completions { shell: clap_complete::Shell },
@@ -116,6 +135,7 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data_dir = cli.data_dir.clone().unwrap_or_else(paths::data_dir);
     if let Some(Command::Completions { shell }) = &cli.command {
         clap_complete::generate(
             *shell,
@@ -124,6 +144,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             &mut std::io::stdout(),
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    let history = History::new(&data_dir);
+    match &cli.command {
+        Some(Command::History { failed, name }) => {
+            return history_cmd(&history, *failed, name.as_deref());
+        }
+        Some(Command::Logs { build }) => {
+            let dir = history.find(build)?;
+            print!("{}", image_factory::history::read_log(&dir)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let catalog = load_catalog(cli.repo.as_deref())?;
     match cli.command {
@@ -142,7 +174,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             image_id,
             out,
         }) => render_cmd(&catalog, &name, &image_id, out.as_deref()),
-        Some(Command::Completions { .. }) => Ok(ExitCode::SUCCESS),
+        Some(Command::Completions { .. } | Command::History { .. } | Command::Logs { .. }) => {
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -311,4 +345,48 @@ fn render_cmd(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn history_cmd(history: &History, failed: bool, name: Option<&str>) -> anyhow::Result<ExitCode> {
+    let builds: Vec<_> = history
+        .list()?
+        .into_iter()
+        .filter(|b| !failed || b.failed())
+        .filter(|b| name.is_none_or(|n| b.id.definition == n))
+        .collect();
+    if builds.is_empty() {
+        println!("no builds recorded yet");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for b in builds {
+        let duration = b
+            .duration
+            .map(|d| {
+                humantime::format_duration(std::time::Duration::from_secs(d.as_secs())).to_string()
+            })
+            .unwrap_or_else(|| "-".into());
+        let detail = match &b.result {
+            Some(BuildResult::Succeeded {
+                image_name,
+                image_id,
+            }) => format!("{image_name} ({image_id})"),
+            Some(BuildResult::Failed { phase, error, .. }) => {
+                format!("in {}: {error}", phase.label())
+            }
+            Some(BuildResult::Cancelled { phase }) => phase
+                .map(|p| format!("during {}", p.label()))
+                .unwrap_or_default(),
+            None => b
+                .last_phase
+                .map(|p| {
+                    format!(
+                        "stopped during {}; `factory cleanup` removes what it left",
+                        p.label()
+                    )
+                })
+                .unwrap_or_default(),
+        };
+        println!("{}  {:<11} {:>8}  {detail}", b.id, b.outcome(), duration);
+    }
+    Ok(ExitCode::SUCCESS)
 }
