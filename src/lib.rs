@@ -7,5 +7,6 @@ pub mod engine;
 pub mod history;
 pub mod openstack;
 pub mod paths;
+pub mod provision;
 pub mod render;
 pub mod yaml;
