@@ -4,6 +4,7 @@
 //! happens as `ProvisionEvent`s while it happens.
 
 pub mod ansible;
+pub mod hygiene;
 pub mod ssh;
 
 pub use ansible::{PlaybookRun, ProvisionError, ProvisionEvent, run_playbook};
