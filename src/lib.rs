@@ -9,4 +9,5 @@ pub mod openstack;
 pub mod paths;
 pub mod provision;
 pub mod render;
+pub mod sandbox;
 pub mod yaml;
