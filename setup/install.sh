@@ -15,16 +15,32 @@ as_root() {
 }
 
 # --- system packages ---
+# A line `pkg@suite` takes pkg from that suite (bookworm-backports for QEMU 10: bookworm's 7.2
+# does not work beside the preinstalled qemu-utils 10).
 missing=()
-while read -r pkg; do
-    [ -n "$pkg" ] || continue
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-done < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' setup/apt-packages.txt)
-if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
+backports=()
+while read -r line; do
+    [ -n "$line" ] || continue
+    pkg=${line%@*}
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" && continue
+    if [ "$line" != "$pkg" ]; then backports+=("$pkg"); else missing+=("$pkg"); fi
+done < <(cat setup/apt-packages*.txt | sed -e 's/#.*//' -e 's/[[:space:]]//g')
+if [ ${#missing[@]} -gt 0 ] || [ ${#backports[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
+    if [ ${#backports[@]} -gt 0 ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        say "adding the bookworm-backports apt source"
+        echo "deb http://deb.debian.org/debian bookworm-backports main" |
+            as_root tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null
+    fi
     as_root apt-get update -q
-    as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+    if [ ${#missing[@]} -gt 0 ]; then
+        say "installing ${missing[*]}"
+        as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+    fi
+    if [ ${#backports[@]} -gt 0 ]; then
+        say "installing ${backports[*]} from bookworm-backports"
+        as_root apt-get install -y -q --no-install-recommends -t bookworm-backports "${backports[@]}"
+    fi
 fi
 
 # --- Rust ---
