@@ -3,5 +3,8 @@
 //! Never knows the screen: the console and the headless command are two subscribers of the same
 //! event stream.
 
+pub mod build;
+pub mod cleanup;
 pub mod events;
 pub mod journal;
+pub mod lock;
