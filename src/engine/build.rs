@@ -207,15 +207,12 @@ impl Build {
         });
         let started = Instant::now();
         let result =
-            super::cleanup::clean_build(
-                &self.env.cloud,
-                &self.dir,
-                keep,
-                |r, outcome| match outcome {
+            super::cleanup::clean_build(&self.env.cloud, &self.dir, keep, false, |r, outcome| {
+                match outcome {
                     Ok(()) => self.say(format!("deleted {:?} {}", r.kind, r.name)),
                     Err(e) => self.say(format!("could not delete {:?} {}: {e}", r.kind, r.name)),
-                },
-            )
+                }
+            })
             .await;
         self.emit(Event::StepFinished {
             id: self.id.clone(),

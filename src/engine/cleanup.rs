@@ -11,7 +11,7 @@ use crate::openstack::orchestration::StackId;
 use crate::openstack::waiter::Wait;
 use crate::openstack::{ApiError, Cloud};
 
-use super::journal::{self, Journal, JournalError, Resource, ResourceKind, ResourceState};
+use super::journal::{self, Journal, JournalError, Resource, ResourceKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {
@@ -108,11 +108,12 @@ pub async fn clean_build(
     cloud: &Cloud,
     build_dir: &Path,
     keep: &[ResourceKind],
+    kept_for_triage: bool,
     mut on_deleted: impl FnMut(&Resource, &Result<(), ApiError>),
 ) -> Result<Vec<CleanupError>, JournalError> {
     let mut journal = Journal::open(build_dir)?;
     let mut failures = Vec::new();
-    for r in journal::leftovers(build_dir)? {
+    for r in journal::to_delete(build_dir, kept_for_triage)? {
         if keep.contains(&r.kind) {
             journal.kept(r.kind, &r.name, r.id.as_deref())?;
             continue;
@@ -140,8 +141,9 @@ pub struct Leftovers {
     pub resources: Vec<Resource>,
 }
 
-/// Every finished or crashed build of the data directory with resources still to delete. Builds
-/// running in a live process (their lock names a live pid) are left alone.
+/// Every finished or crashed build of the data directory with resources still to delete, kept
+/// builders included. Builds running in a live process (their lock names a live pid) are left
+/// alone.
 pub fn find_leftovers(data_dir: &Path) -> Result<Vec<Leftovers>, JournalError> {
     let builds = data_dir.join("builds");
     let Ok(entries) = std::fs::read_dir(&builds) else {
@@ -153,10 +155,7 @@ pub fn find_leftovers(data_dir: &Path) -> Result<Vec<Leftovers>, JournalError> {
         if super::lock::is_running(&dir) {
             continue;
         }
-        let resources: Vec<Resource> = journal::leftovers(&dir)?
-            .into_iter()
-            .filter(|r| r.state != ResourceState::Kept)
-            .collect();
+        let resources = journal::to_delete(&dir, true)?;
         if !resources.is_empty() {
             out.push(Leftovers {
                 build: entry.file_name().to_string_lossy().into_owned(),

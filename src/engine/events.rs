@@ -74,6 +74,8 @@ impl Phase {
 /// What operators and screens ask of the engine.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
+    /// Build a definition of the repository (read afresh from disk: edits since the last build
+    /// count). Refused while the same definition builds, unless `force`.
     StartBuild {
         definition: String,
         force: bool,
@@ -83,8 +85,8 @@ pub enum Command {
     /// Cancel the attempt if it still runs, let its clean-up finish, start a new attempt.
     Rebuild(BuildId),
     SetKeepOnError(BuildId, bool),
-    /// Delete what the journals of finished or crashed builds still hold.
-    CleanUp,
+    /// Cancel every running build (Ctrl-C, SIGTERM); their clean-up still runs.
+    CancelAll,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

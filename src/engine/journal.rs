@@ -238,9 +238,19 @@ pub fn replay(build_dir: &Path) -> Result<Vec<Resource>, JournalError> {
 
 /// Resources still to delete (intended or created), in the order clean-up must delete them.
 pub fn leftovers(build_dir: &Path) -> Result<Vec<Resource>, JournalError> {
+    to_delete(build_dir, false)
+}
+
+/// The leftovers, plus (with `kept_for_triage`) what keep-on-error kept: every kept resource but
+/// images, which a build keeps only when they are its product.
+pub fn to_delete(build_dir: &Path, kept_for_triage: bool) -> Result<Vec<Resource>, JournalError> {
     let mut left: Vec<Resource> = replay(build_dir)?
         .into_iter()
-        .filter(|r| matches!(r.state, ResourceState::Intended | ResourceState::Created))
+        .filter(|r| match r.state {
+            ResourceState::Intended | ResourceState::Created => true,
+            ResourceState::Kept => kept_for_triage && r.kind != ResourceKind::Image,
+            ResourceState::Deleted => false,
+        })
         .collect();
     left.sort_by_key(|r| r.kind.cleanup_rank());
     Ok(left)
