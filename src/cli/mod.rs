@@ -3,6 +3,10 @@
 //! Exit codes: 0 success, 1 the thing checked is wrong (validation errors, failed render),
 //! 2 the command could not run (bad arguments, no repository).
 
+mod build;
+mod cleanup;
+mod cloud;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -44,6 +48,11 @@ struct Cli {
     /// ~/.local/share/image-factory)
     #[arg(long, global = true, value_name = "DIR", env = "FACTORY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+
+    /// The cloud (a clouds.yaml entry; default: OS_CLOUD, else the OS_* variables, else the
+    /// embedded sandbox cloud)
+    #[arg(long, global = true, value_name = "NAME")]
+    cloud: Option<String>,
 
     /// Console colours: themes/NAME.toml of the repository, or a built-in theme (default,
     /// high-contrast)
@@ -107,6 +116,50 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
+    /// Build bundles or OS definitions, headless: a timestamped log (or JSON lines), for CI
+    #[command(
+        after_help = "Exit status: 0 when every build succeeded, 1 when one failed or was \
+                            cancelled, 2 when a build could not start (unknown or invalid \
+                            definition, already building), 130 after SIGINT/SIGTERM/SIGHUP (the \
+                            builds are cancelled and cleaned up first; a second signal leaves at \
+                            once and `factory cleanup` removes what is left).\n\
+                            With no cloud configured, builds run in the embedded sandbox cloud."
+    )]
+    Build {
+        /// Definitions to build (directory names under images/ or os/)
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// On failure, keep the builder server (and its keypair and security group) for SSH
+        /// triage; the log says how to reach it and how to clean up
+        #[arg(long)]
+        keep_on_error: bool,
+        /// Print one JSON object per event instead of the readable log
+        #[arg(long)]
+        json: bool,
+        /// Build even if the same definition is already building
+        #[arg(long)]
+        force: bool,
+        /// How many builds run at once
+        #[arg(long, default_value_t = 2, value_name = "N")]
+        parallel: usize,
+    },
+    /// Delete cloud resources that crashed or kept builds left behind (from their journals)
+    Cleanup {
+        /// Delete without asking
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Run the sandbox cloud in the foreground and print the clouds.yaml entry to use it
+    #[command(
+        after_help = "The sandbox serves Keystone, Nova, Glance, Neutron, Cinder, Heat and \
+                            Swift on 127.0.0.1; its state lives under the data directory \
+                            (sandbox/) and survives restarts."
+    )]
+    Sandbox {
+        /// Port to listen on (0: a free one)
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
     /// List past builds, newest first: id, outcome, duration, and where a failed one stopped
     History {
         /// Only builds that did not succeed (failed, cancelled, interrupted)
@@ -157,11 +210,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         _ => {}
     }
+    if let Some(Command::Sandbox { port }) = &cli.command {
+        runtime()?.block_on(cloud::run_sandbox(&data_dir, *port))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(Command::Cleanup { yes }) = &cli.command {
+        return runtime()?.block_on(cleanup::run(&data_dir, cli.cloud.as_deref(), *yes));
+    }
     let catalog = load_catalog(cli.repo.as_deref())?;
+    if let Some(Command::Build {
+        names,
+        keep_on_error,
+        json,
+        force,
+        parallel,
+    }) = cli.command
+    {
+        let args = build::BuildArgs {
+            names,
+            keep_on_error,
+            json,
+            force,
+            parallel,
+        };
+        return runtime()?.block_on(build::run(
+            args,
+            &catalog.root,
+            &data_dir,
+            cli.cloud.as_deref(),
+        ));
+    }
     match cli.command {
         None => {
             let theme = crate::tui::theme::Theme::load(&catalog.root, &cli.theme)?;
-            crate::tui::run(&catalog, theme)?;
+            let rt = runtime()?;
+            // The console shows which cloud it would build in; a cloud that does not answer
+            // must not keep the catalog from showing.
+            let (cloud_line, connected) =
+                match rt.block_on(cloud::connect(cli.cloud.as_deref(), &data_dir)) {
+                    Ok(c) => (c.label.clone(), Some(c)),
+                    Err(e) => (format!("cloud: NOT CONNECTED: {e:#}"), None),
+                };
+            crate::tui::run(&catalog, theme, &cloud_line)?;
+            if let Some(sandbox) = connected.and_then(|c| c.sandbox) {
+                rt.block_on(sandbox.shutdown());
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::List { json }) => list(&catalog, json),
@@ -174,10 +267,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             image_id,
             out,
         }) => render_cmd(&catalog, &name, &image_id, out.as_deref()),
-        Some(Command::Completions { .. } | Command::History { .. } | Command::Logs { .. }) => {
-            Ok(ExitCode::SUCCESS)
-        }
+        Some(
+            Command::Completions { .. }
+            | Command::History { .. }
+            | Command::Logs { .. }
+            | Command::Build { .. }
+            | Command::Cleanup { .. }
+            | Command::Sandbox { .. },
+        ) => Ok(ExitCode::SUCCESS),
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 fn load_catalog(repo: Option<&Path>) -> anyhow::Result<Catalog> {

@@ -151,8 +151,9 @@ impl Build {
                 vec![ResourceKind::Image],
             ),
             Err(stop) => {
-                let keep_builder =
-                    matches!(stop, Stop::Failed(..)) && self.keep_on_error.load(Ordering::SeqCst);
+                let keep_builder = matches!(stop, Stop::Failed(..))
+                    && self.keep_on_error.load(Ordering::SeqCst)
+                    && progress.server_id.is_some();
                 let kept = keep_builder.then(|| self.kept_message(&progress));
                 let keep = if keep_builder {
                     vec![
@@ -426,7 +427,7 @@ impl Build {
             self.pin_from_console(&server.id, &target, settings.timeouts.ssh)
                 .await;
             ssh::wait_ready(&target, settings.timeouts.ssh, |stage| {
-                self.say(format!("ssh: {stage:?}"))
+                self.say(format!("ssh: {stage}"))
             })
             .await
         })

@@ -29,11 +29,22 @@ pub enum Stage {
     Authenticated,
 }
 
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Tcp => "port 22 open, waiting for the SSH banner",
+            Stage::Banner => "SSH answers, waiting for the login to work",
+            Stage::Authenticated => "logged in",
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     #[error(
-        "SSH on {address}:{port} was not ready after {waited:?} (last stage reached: {stage}); \
-         check the server's console log, its security group and the ssh_user"
+        "SSH on {address}:{port} was not ready after {}s (last stage reached: {stage}); \
+         check the server's console log, its security group and the ssh_user",
+        waited.as_secs()
     )]
     Timeout {
         address: String,

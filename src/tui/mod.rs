@@ -22,15 +22,18 @@ const INPUT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub struct CatalogView<'c> {
     catalog: &'c Catalog,
     theme: Theme,
+    /// Which cloud builds would go to, said plainly (the embedded sandbox above all).
+    cloud_line: String,
     selected: usize,
     pub quit: bool,
 }
 
 impl<'c> CatalogView<'c> {
-    pub fn new(catalog: &'c Catalog, theme: Theme) -> Self {
+    pub fn new(catalog: &'c Catalog, theme: Theme, cloud_line: &str) -> Self {
         CatalogView {
             catalog,
             theme,
+            cloud_line: cloud_line.to_string(),
             selected: 0,
             quit: false,
         }
@@ -57,8 +60,24 @@ impl<'c> CatalogView<'c> {
     }
 
     pub fn draw(&self, frame: &mut Frame) {
-        let [main, footer] =
-            Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(frame.area());
+        let [header, main, footer] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(3),
+            Constraint::Length(1),
+        ])
+        .areas(frame.area());
+        let cloud_style =
+            if self.cloud_line.contains("SANDBOX") || self.cloud_line.contains("NOT CONNECTED") {
+                Style::new()
+                    .fg(self.theme.warning)
+                    .add_modifier(Modifier::BOLD)
+            } else {
+                Style::new().fg(self.theme.accent)
+            };
+        frame.render_widget(
+            Paragraph::new(Line::styled(format!(" {}", self.cloud_line), cloud_style)),
+            header,
+        );
         let [left, right] =
             Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)])
                 .areas(main);
@@ -191,9 +210,9 @@ fn details(def: &Definition, theme: &Theme) -> Vec<Line<'static>> {
 }
 
 /// Runs the console until the operator quits; the terminal is restored whatever happens.
-pub fn run(catalog: &Catalog, theme: Theme) -> std::io::Result<()> {
+pub fn run(catalog: &Catalog, theme: Theme, cloud_line: &str) -> std::io::Result<()> {
     let mut terminal = ratatui::init();
-    let mut view = CatalogView::new(catalog, theme);
+    let mut view = CatalogView::new(catalog, theme, cloud_line);
     let result = (|| -> std::io::Result<()> {
         terminal.draw(|f| view.draw(f))?;
         while !view.quit {
@@ -259,8 +278,13 @@ mod tests {
     #[test]
     fn lists_every_definition_with_its_status_and_problems() {
         let (_dir, catalog) = fixture_repo();
-        let mut view = CatalogView::new(&catalog, Theme::default());
+        let mut view = CatalogView::new(
+            &catalog,
+            Theme::default(),
+            "cloud: the embedded SANDBOX at http://127.0.0.1:1",
+        );
         let first = screen(&view, 100, 16);
+        assert!(first.starts_with(" cloud: the embedded SANDBOX"), "{first}");
         assert!(first.contains("Catalog: 2 bundles, 1 OS"), "{first}");
         assert!(first.contains("✓ bundle bundle-web"), "{first}");
         assert!(first.contains("! bundle bundle-typo"), "{first}");
@@ -284,7 +308,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("images")).unwrap();
         let catalog = Catalog::load(dir.path()).unwrap();
-        let view = CatalogView::new(&catalog, Theme::default());
+        let view = CatalogView::new(
+            &catalog,
+            Theme::default(),
+            "cloud: the embedded SANDBOX at http://127.0.0.1:1",
+        );
         let text = screen(&view, 80, 12);
         assert!(text.contains("No bundle or OS definition"), "{text}");
     }

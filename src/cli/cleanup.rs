@@ -1,0 +1,66 @@
+//! `factory cleanup`: deletes what crashed or kept builds left in the cloud, from their journals.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use image_factory::engine::cleanup;
+
+use super::cloud;
+
+pub async fn run(data_dir: &Path, cloud_name: Option<&str>, yes: bool) -> anyhow::Result<ExitCode> {
+    let leftovers = cleanup::find_leftovers(data_dir)?;
+    if leftovers.is_empty() {
+        println!("nothing to clean up: every build's journal is empty");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let count: usize = leftovers.iter().map(|l| l.resources.len()).sum();
+    println!("{count} resource(s) left by {} build(s):", leftovers.len());
+    for l in &leftovers {
+        println!("  {}", l.build);
+        for r in &l.resources {
+            println!(
+                "    {:<15} {}{} ({:?})",
+                format!("{:?}", r.kind),
+                r.name,
+                r.id.as_deref().map(|i| format!(" {i}")).unwrap_or_default(),
+                r.state
+            );
+        }
+    }
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            println!("rerun with --yes to delete them");
+            return Ok(ExitCode::FAILURE);
+        }
+        print!("Delete them? [y/N] ");
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            println!("nothing deleted");
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let connected = cloud::connect(cloud_name, data_dir).await?;
+    println!("{}", connected.label);
+    let mut failures = 0;
+    for l in &leftovers {
+        let problems =
+            cleanup::clean_build(&connected.cloud, &l.build_dir, &[], true, |r, outcome| {
+                match outcome {
+                    Ok(()) => println!("deleted {:?} {}", r.kind, r.name),
+                    Err(e) => println!("FAILED to delete {:?} {}: {e}", r.kind, r.name),
+                }
+            })
+            .await?;
+        failures += problems.len();
+    }
+    Ok(if failures == 0 {
+        println!("clean");
+        ExitCode::SUCCESS
+    } else {
+        println!("{failures} deletion(s) failed: rerun `factory cleanup` once the cloud answers");
+        ExitCode::FAILURE
+    })
+}
