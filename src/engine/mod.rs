@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod events;
 pub mod journal;
 pub mod lock;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::sync::Arc;

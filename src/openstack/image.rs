@@ -159,6 +159,8 @@ pub enum ImageChange {
     MinRam(u64),
     Tags(Vec<String>),
     Protected(bool),
+    /// Hidden images stay usable by id but leave default listings (Glance's `os_hidden`).
+    Hidden(bool),
     /// Sets a free-form property, adding or replacing it.
     SetProperty(String, String),
     /// Removes a free-form property; nothing happens when it is absent.
@@ -185,6 +187,7 @@ pub(crate) fn patch_ops(current: &Image, changes: &[ImageChange]) -> Vec<Value> 
                 ImageChange::MinRam(v) => replace("/min_ram", json!(v)),
                 ImageChange::Tags(v) => replace("/tags", json!(v)),
                 ImageChange::Protected(v) => replace("/protected", json!(v)),
+                ImageChange::Hidden(v) => replace("/os_hidden", json!(v)),
                 ImageChange::SetProperty(key, value) => {
                     let op = if current.properties.contains_key(key) {
                         "replace"
