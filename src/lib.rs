@@ -5,4 +5,5 @@
 pub mod catalog;
 pub mod openstack;
 pub mod render;
+pub mod vm;
 pub mod yaml;
