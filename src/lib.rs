@@ -10,4 +10,5 @@ pub mod paths;
 pub mod provision;
 pub mod render;
 pub mod sandbox;
+pub mod vm;
 pub mod yaml;
