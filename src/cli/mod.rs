@@ -143,6 +143,20 @@ enum Command {
         #[arg(long, default_value_t = 2, value_name = "N")]
         parallel: usize,
     },
+    /// Show which older images of OS definitions retention would delete or hide; --apply does it
+    #[command(
+        after_help = "Each OS definition keeps its newest `retention.keep` images (default 3); \
+                            older ones are deleted or hidden (`retention.action`). Images are found \
+                            by the property factory_definition that every factory build sets. \
+                            Without --apply nothing changes: a dry run."
+    )]
+    Retention {
+        /// OS definitions (all of os/ when none is given)
+        names: Vec<String>,
+        /// Delete or hide the retired images (default: only show them)
+        #[arg(long)]
+        apply: bool,
+    },
     /// Delete cloud resources that crashed or kept builds left behind (from their journals)
     Cleanup {
         /// Delete without asking
@@ -240,6 +254,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cli.cloud.as_deref(),
         ));
     }
+    if let Some(Command::Retention { names, apply }) = &cli.command {
+        return runtime()?.block_on(retention_cmd(
+            &catalog,
+            names,
+            *apply,
+            &data_dir,
+            cli.cloud.as_deref(),
+        ));
+    }
     match cli.command {
         None => {
             let theme = crate::tui::theme::Theme::load(&catalog.root, &cli.theme)?;
@@ -273,6 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             | Command::Logs { .. }
             | Command::Build { .. }
             | Command::Cleanup { .. }
+            | Command::Retention { .. }
             | Command::Sandbox { .. },
         ) => Ok(ExitCode::SUCCESS),
     }
@@ -493,4 +517,74 @@ fn history_cmd(history: &History, failed: bool, name: Option<&str>) -> anyhow::R
         println!("{}  {:<11} {:>8}  {detail}", b.id, b.outcome(), duration);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn retention_cmd(
+    catalog: &Catalog,
+    names: &[String],
+    apply: bool,
+    data_dir: &Path,
+    cloud_name: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    use image_factory::catalog::Kind;
+    use image_factory::engine::retention;
+    let defs: Vec<&Definition> = if names.is_empty() {
+        catalog
+            .definitions
+            .iter()
+            .filter(|d| d.kind == Kind::Os)
+            .collect()
+    } else {
+        names
+            .iter()
+            .map(|n| catalog.find(n))
+            .collect::<Result<_, _>>()
+            .map_err(anyhow::Error::msg)?
+    };
+    let connected = cloud::connect(cloud_name, data_dir).await?;
+    println!("{}", connected.label);
+    let mut failures = 0;
+    for def in defs {
+        let Some(spec) = &def.spec else {
+            println!(
+                "{}: has errors, skipped (`factory validate {}`)",
+                def.name, def.name
+            );
+            continue;
+        };
+        let r = &spec.settings.retention;
+        let plan = retention::plan(&connected.cloud, &def.name, r.keep, r.action).await?;
+        let verb = match r.action {
+            image_factory::catalog::RetentionAction::Delete => "delete",
+            image_factory::catalog::RetentionAction::Hide => "hide",
+        };
+        println!(
+            "{}: {} image(s), keep the newest {}",
+            def.name,
+            plan.keep.len() + plan.retire.len(),
+            r.keep
+        );
+        for i in &plan.keep {
+            println!("  keep    {} {}", i.id, i.name.as_deref().unwrap_or("-"));
+        }
+        for i in &plan.retire {
+            println!("  {verb:<7} {} {}", i.id, i.name.as_deref().unwrap_or("-"));
+        }
+        if apply {
+            failures += retention::apply(&connected.cloud, &plan, |image, result| {
+                if let Err(e) = result {
+                    println!("  FAILED to {verb} {}: {e}", image.id);
+                }
+            })
+            .await;
+        }
+    }
+    if !apply {
+        println!("dry run: nothing changed; --apply carries it out");
+    }
+    Ok(if failures == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
