@@ -140,6 +140,12 @@ impl Build {
         };
         let mut progress = Progress::default();
         let outcome = self.flow(&mut journal, &mut progress).await;
+        // The product is the one image that stays; temporary ones (an OS build's base) go.
+        if let Ok((image_id, image_name)) = &outcome
+            && let Err(e) = journal.kept(ResourceKind::Image, image_name, Some(image_id))
+        {
+            self.say(format!("{e}"));
+        }
         drop(journal);
 
         let (result, keep) = match outcome {
@@ -148,7 +154,7 @@ impl Build {
                     image_id,
                     image_name,
                 },
-                vec![ResourceKind::Image],
+                Vec::new(),
             ),
             Err(stop) => {
                 let keep_builder = matches!(stop, Stop::Failed(..))
