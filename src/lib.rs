@@ -4,5 +4,6 @@
 
 pub mod catalog;
 pub mod openstack;
+pub mod osimage;
 pub mod render;
 pub mod yaml;
