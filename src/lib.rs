@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod engine;
 pub mod history;
 pub mod openstack;
+pub mod osimage;
 pub mod paths;
 pub mod provision;
 pub mod render;
