@@ -24,7 +24,7 @@ while read -r line; do
     pkg=${line%@*}
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" && continue
     if [ "$line" != "$pkg" ]; then backports+=("$pkg"); else missing+=("$pkg"); fi
-done < <(cat setup/apt-packages*.txt | sed -e 's/#.*//' -e 's/[[:space:]]//g')
+done < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' setup/apt-packages.txt)
 if [ ${#missing[@]} -gt 0 ] || [ ${#backports[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     if [ ${#backports[@]} -gt 0 ] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
