@@ -91,6 +91,7 @@ fn engine(w: &World) -> Engine {
                 factor: 1.5,
                 max: Duration::from_millis(500),
             },
+            source_preference: image_factory::osimage::SourceKind::Debootstrap,
         },
         2,
     )

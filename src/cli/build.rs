@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use image_factory::engine::events::{BuildId, BuildResult, Command, Event, Stream};
 use image_factory::engine::{BuildEnv, Engine};
 use image_factory::openstack::PollPolicy;
+use image_factory::osimage::SourceKind;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::cloud;
@@ -69,6 +70,11 @@ pub async fn run(
             ansible_playbook: find_ansible_playbook(repo_root),
             ssh_cidr: ssh_cidr(connected.sandbox.is_some()),
             poll: PollPolicy::default(),
+            source_preference: if connected.sandbox.is_some() {
+                SourceKind::Debootstrap
+            } else {
+                SourceKind::Url
+            },
         },
         args.parallel,
     );

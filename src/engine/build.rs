@@ -13,9 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{self, Definition, Spec};
 use crate::openstack::compute::{BlockDevice, NetworkAttachment, NewServer};
-use crate::openstack::image::{Image, ImageChange, ImageFilter};
+use crate::openstack::image::{Image, ImageChange, ImageFilter, NewImage};
 use crate::openstack::network::NewRule;
 use crate::openstack::{ApiError, Cloud, PollPolicy, StatusChange, Wait};
+use crate::osimage::{self, OsImageEvent, OsImageOptions, SourceKind};
 use crate::provision::ansible::{PlaybookRun, ProvisionEvent, Target};
 use crate::provision::hygiene::Hygiene;
 use crate::provision::ssh::{self, SshTarget};
@@ -34,6 +35,9 @@ pub struct BuildEnv {
     /// Who may reach the builder's SSH port (the temporary security group's only rule).
     pub ssh_cidr: String,
     pub poll: PollPolicy,
+    /// For OS definitions that have both: the upstream image, or a build from packages (the
+    /// sandbox's machines reach Debian's mirror but not the web).
+    pub source_preference: SourceKind,
 }
 
 pub struct Build {
@@ -247,17 +251,23 @@ impl Build {
         let started = chrono::Utc::now();
         let image_name = catalog::image_name(&settings.image_name, &spec.image_name, started);
 
-        // Base image.
-        let base_ref = spec.img_base.clone().ok_or_else(|| {
-            Stop::Failed(
-                Phase::ResolveBase,
-                "this definition has no bundle.img_base and builds from its source (OS build)"
-                    .into(),
-            )
-        })?;
-        let base = self
-            .step(Phase::ResolveBase, resolve_base(cloud, &base_ref))
-            .await?;
+        // Base image: the bundle's, or an OS definition's own, produced from its source.
+        let base = match (&spec.img_base, &spec.source) {
+            (Some(base_ref), _) => {
+                self.step(Phase::ResolveBase, resolve_base(cloud, base_ref))
+                    .await?
+            }
+            (None, Some(source)) => {
+                self.step(Phase::Source, self.base_from_source(journal, source))
+                    .await?
+            }
+            (None, None) => {
+                return Err(Stop::Failed(
+                    Phase::ResolveBase,
+                    "no bundle.img_base and no source: nothing to build from".into(),
+                ));
+            }
+        };
         self.say(format!(
             "base image: {} ({})",
             base.name.as_deref().unwrap_or("-"),
@@ -561,7 +571,103 @@ impl Build {
                 .map(|r| r.output.display().to_string())
                 .collect(),
         });
+        if spec.source.is_some() {
+            let r = &settings.retention;
+            self.step(Phase::Retention, async {
+                let plan = super::retention::plan(cloud, &self.def.name, r.keep, r.action).await?;
+                for image in &plan.retire {
+                    self.say(format!("retention: {:?} {} {}", r.action, image.id, image.name.as_deref().unwrap_or("-")));
+                }
+                let failures = super::retention::apply(cloud, &plan, |image, result| {
+                    if let Err(e) = result {
+                        self.say(format!("retention: {}: {e}", image.id));
+                    }
+                })
+                .await;
+                if failures > 0 {
+                    self.say(format!("retention: {failures} image(s) left as they were: `factory retention {} --apply` retries", self.def.name));
+                }
+                Ok::<_, ApiError>(())
+            })
+            .await?;
+        }
         Ok((image_id, image_name))
+    }
+
+    /// Produces the OS base image from its source and uploads it as a temporary image.
+    async fn base_from_source(
+        &self,
+        journal: &mut Journal,
+        source: &catalog::Source,
+    ) -> Result<Image, String> {
+        let options = OsImageOptions {
+            data_dir: self.env.data_dir.clone(),
+            ..OsImageOptions::default()
+        };
+        let events = self.events.clone();
+        let id = self.id.clone();
+        let file = osimage::produce(
+            &self.def.name,
+            source,
+            self.env.source_preference,
+            &options,
+            move |e| {
+                let text = match e {
+                    OsImageEvent::StepStarted { step } => format!("source: {step:?}"),
+                    OsImageEvent::StepFinished { step, elapsed } => {
+                        format!("source: {step:?} done in {:.1}s", elapsed.as_secs_f64())
+                    }
+                    OsImageEvent::Log { line, .. } => line,
+                    OsImageEvent::Progress { .. } => return,
+                };
+                let _ = events.send(Event::LogLines {
+                    id: id.clone(),
+                    lines: vec![LogLine {
+                        stream: Stream::Engine,
+                        text,
+                    }],
+                });
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        self.say(format!(
+            "base image file {} ({} MiB{})",
+            file.path.display(),
+            file.size / (1024 * 1024),
+            if file.from_cache { ", from cache" } else { "" }
+        ));
+        let cloud = &self.env.cloud;
+        let name = resource_name(&self.id, "base");
+        journal
+            .intend(ResourceKind::Image, &name)
+            .map_err(|e| e.to_string())?;
+        let image = cloud
+            .create_image(&NewImage {
+                name: name.clone(),
+                disk_format: file.disk_format.clone(),
+                container_format: "bare".into(),
+                ..NewImage::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        journal
+            .created(ResourceKind::Image, &name, &image.id)
+            .map_err(|e| e.to_string())?;
+        cloud
+            .upload_image_file(&image.id, &file.path, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let wait = self.wait(
+            self.def
+                .spec
+                .as_ref()
+                .map_or(Duration::from_secs(1800), |s| s.settings.timeouts.snapshot),
+        );
+        cloud
+            .wait_image(&image.id, "active", &wait, &mut |_| {})
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Polls the console for cloud-init's host keys until SSH answers or they appear.
