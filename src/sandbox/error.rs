@@ -215,6 +215,40 @@ fn neutron_type(code: u16) -> &'static str {
     }
 }
 
+/// webob's exception class and explanation for a status, as heat-api's fault bodies carry them.
+fn webob(code: u16) -> (&'static str, &'static str) {
+    match code {
+        400 => (
+            "HTTPBadRequest",
+            "The server could not comply with the request since it is either malformed or \
+             otherwise incorrect.",
+        ),
+        403 => ("HTTPForbidden", "Access was denied to this resource."),
+        404 => ("HTTPNotFound", "The resource could not be found."),
+        405 => (
+            "HTTPMethodNotAllowed",
+            "The method specified is not allowed for this resource.",
+        ),
+        409 => (
+            "HTTPConflict",
+            "There was a conflict when trying to complete your request.",
+        ),
+        413 => (
+            "HTTPRequestEntityTooLarge",
+            "The body of your request was too large for this server.",
+        ),
+        503 => (
+            "HTTPServiceUnavailable",
+            "The server is currently unavailable. Please try again at a later time.",
+        ),
+        _ => (
+            "HTTPInternalServerError",
+            "The server has either erred or is incapable of performing the requested \
+             operation.",
+        ),
+    }
+}
+
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
@@ -266,16 +300,21 @@ pub fn render(service: Service, status: StatusCode, message: &str, kind: Option<
             status,
             json!({"message": message, "code": format!("{code} {title}"), "title": title}),
         ),
-        Service::Orchestration => json_response(
-            status,
-            json!({
-                "explanation": message,
-                "code": code,
-                "error": {"message": message, "traceback": null,
-                          "type": kind.unwrap_or(title)},
-                "title": title
-            }),
-        ),
+        // heat-api's FaultWrapper: webob's explanation of the status, the exception's text and
+        // class (Heat's own, or webob's for errors the API raises itself).
+        Service::Orchestration => {
+            let (class, explanation) = webob(code);
+            json_response(
+                status,
+                json!({
+                    "explanation": explanation,
+                    "code": code,
+                    "error": {"message": message, "traceback": null,
+                              "type": kind.unwrap_or(class)},
+                    "title": title
+                }),
+            )
+        }
         Service::ObjectStore => {
             let body = format!("<html><h1>{title}</h1><p>{message}</p></html>");
             (

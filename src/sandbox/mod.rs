@@ -165,6 +165,7 @@ pub async fn start(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
     compute::recover(&ctx);
     image::recover(&ctx);
     volume::recover(&ctx);
+    orchestration::recover(&ctx);
     compute::watch_faults(&ctx);
     ctx.store.save_now()?;
 

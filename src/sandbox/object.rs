@@ -381,33 +381,38 @@ async fn container_put(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     check_account(&auth, &account)?;
+    let status = put_container(&ctx, &container, &headers)?;
+    Ok(with_body(
+        base_headers(status),
+        "text/html; charset=UTF-8",
+        "",
+    ))
+}
+
+/// Creates a container (201) or updates one (202) with the ACL and metadata headers of a PUT.
+pub fn put_container(ctx: &Shared, container: &str, headers: &HeaderMap) -> ApiResult<StatusCode> {
     if container.is_empty() || container.len() > 256 || container.contains('/') {
         return Err(ApiError::bad_request(
             SVC,
             "Container name length of 257 longer than 256",
         ));
     }
-    let status = ctx.store.mutate(SVC, |d| {
-        let created = !d.containers.contains_key(&container);
+    ctx.store.mutate(SVC, |d| {
+        let created = !d.containers.contains_key(container);
         let c = d
             .containers
-            .entry(container.clone())
+            .entry(container.to_string())
             .or_insert_with(|| Container {
                 created: Utc::now(),
                 ..Container::default()
             });
-        acls(c, &headers);
+        acls(c, headers);
         Ok(if created {
             StatusCode::CREATED
         } else {
             StatusCode::ACCEPTED
         })
-    })?;
-    Ok(with_body(
-        base_headers(status),
-        "text/html; charset=UTF-8",
-        "",
-    ))
+    })
 }
 
 async fn container_post(
@@ -431,18 +436,27 @@ async fn container_delete(
     Path((account, container)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     check_account(&auth, &account)?;
-    ctx.store.mutate(SVC, |d| {
-        let c = d.containers.get(&container).ok_or_else(not_found)?;
-        if !c.objects.is_empty() {
+    delete_container(&ctx, &container, false).await?;
+    Ok(base_headers(StatusCode::NO_CONTENT))
+}
+
+/// Deletes a container: an empty one (409 otherwise, as Swift), or with its objects when
+/// `purge` (Heat's `PurgeOnDelete`, which deletes each object first).
+pub async fn delete_container(ctx: &Shared, container: &str, purge: bool) -> ApiResult<()> {
+    let removed = ctx.store.mutate(SVC, |d| {
+        let c = d.containers.get(container).ok_or_else(not_found)?;
+        if !c.objects.is_empty() && !purge {
             return Err(ApiError::conflict(
                 SVC,
                 "There was a conflict when trying to complete your request.",
             ));
         }
-        d.containers.remove(&container);
-        Ok(())
+        Ok(d.containers.remove(container).unwrap_or_default())
     })?;
-    Ok(base_headers(StatusCode::NO_CONTENT))
+    for o in removed.objects.values() {
+        let _ = tokio::fs::remove_file(ctx.store.path(&format!("objects/{}", o.file))).await;
+    }
+    Ok(())
 }
 
 fn object_response(o: &SwiftObject, status: StatusCode) -> Response {

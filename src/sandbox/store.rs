@@ -195,6 +195,9 @@ pub struct State {
     pub network: BTreeMap<String, BTreeMap<String, Map<String, Value>>>,
     pub containers: BTreeMap<String, Container>,
     pub next_instance_number: u64,
+    /// Heat's stacks by id, deleted ones included (Heat keeps them, shown by id only).
+    #[serde(default)]
+    pub stacks: BTreeMap<String, crate::sandbox::orchestration::store::StoredStack>,
 }
 
 impl State {
@@ -215,6 +218,7 @@ impl State {
             network: BTreeMap::new(),
             containers: BTreeMap::new(),
             next_instance_number: 1,
+            stacks: BTreeMap::new(),
         }
     }
 

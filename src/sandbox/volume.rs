@@ -1,8 +1,6 @@
 //! Cinder v3 under `/volume/v3/{project_id}`: volumes (creating → available, in-use when
 //! attached, deleting), backed by sparse files, or by a copy of an image when `imageRef` is given.
 
-use std::collections::BTreeMap;
-
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -198,13 +196,18 @@ async fn show(
     State(ctx): State<Shared>,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let body = ctx.store.read(|d| {
-        d.volumes
-            .get(&id)
-            .map(|v| json!({"volume": view(&ctx.base, d, v)}))
-            .ok_or_else(|| not_found(&id))
-    })?;
+    let body = json!({"volume": show_volume(&ctx, &id)?});
     Ok(axum::Json(body).into_response())
+}
+
+/// A volume as `GET /volumes/{id}` shows it.
+pub fn show_volume(ctx: &Shared, id: &str) -> ApiResult<Value> {
+    ctx.store.read(|d| {
+        d.volumes
+            .get(id)
+            .map(|v| view(&ctx.base, d, v))
+            .ok_or_else(|| not_found(id))
+    })
 }
 
 /// Cinder's default quota of gigabytes.
@@ -219,6 +222,13 @@ async fn create(
     let v = request.get("volume").ok_or_else(|| {
         ApiError::bad_request(SVC, "Missing required element 'volume' in request body.")
     })?;
+    let body = json!({"volume": create_volume(&ctx, v)?});
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+/// Creates a volume from the `volume` object of a create request and makes its file in the
+/// background; gives the volume as Cinder shows it (`creating`).
+pub fn create_volume(ctx: &Shared, v: &Value) -> ApiResult<Value> {
     let size = v
         .get("size")
         .and_then(|s| {
@@ -265,17 +275,17 @@ async fn create(
                 .get("metadata")
                 .and_then(Value::as_object)
                 .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
-                .unwrap_or_else(BTreeMap::new),
+                .unwrap_or_default(),
             attachments: Vec::new(),
             availability_zone: v.get("availability_zone").and_then(Value::as_str).unwrap_or("nova").to_string(),
             created_at: now,
             updated_at: None,
         };
         d.volumes.insert(id.clone(), volume.clone());
-        Ok(json!({"volume": view(&ctx.base, d, &volume)}))
+        Ok(view(&ctx.base, d, &volume))
     })?;
-    spawn_create(&ctx, &id);
-    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+    spawn_create(ctx, &id);
+    Ok(body)
 }
 
 fn spawn_create(ctx: &Shared, id: &str) {
@@ -342,8 +352,14 @@ async fn delete(
     State(ctx): State<Shared>,
     Path((_, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    delete_volume(&ctx, &id)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Marks a detached volume `deleting` and removes it in the background.
+pub fn delete_volume(ctx: &Shared, id: &str) -> ApiResult<()> {
     ctx.store.mutate(SVC, |d| {
-        let v = d.volumes.get_mut(&id).ok_or_else(|| not_found(&id))?;
+        let v = d.volumes.get_mut(id).ok_or_else(|| not_found(id))?;
         if !matches!(v.status.as_str(), "available" | "error" | "error_restoring" | "error_extending" | "error_managing") {
             return Err(ApiError::bad_request(SVC, "Invalid volume: Volume status must be available or error or error_restoring or error_extending or error_managing and must not be migrating, attached, belong to a group, have snapshots, awaiting a transfer, or be disassociated from snapshots after volume transfer."));
         }
@@ -351,8 +367,8 @@ async fn delete(
         v.updated_at = Some(Utc::now());
         Ok(())
     })?;
-    spawn_delete(&ctx, &id);
-    Ok(StatusCode::ACCEPTED)
+    spawn_delete(ctx, id);
+    Ok(())
 }
 
 fn spawn_delete(ctx: &Shared, id: &str) {

@@ -576,7 +576,20 @@ pub async fn attach(
         .pointer("/volumeAttachment/delete_on_termination")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let view = ctx.store.mutate(SVC, |d: &mut Data| {
+    let attachment = attach_volume(&ctx, &id, &volume_id, delete_on_termination)?;
+    let view = attachment_view(&id, &attachment, mv);
+    Ok(axum::Json(json!({ "volumeAttachment": view })).into_response())
+}
+
+/// Attaches an available volume to an active or stopped server on its next free device.
+pub fn attach_volume(
+    ctx: &Shared,
+    id: &str,
+    volume_id: &str,
+    delete_on_termination: bool,
+) -> ApiResult<VolumeAttachment> {
+    let (id, volume_id) = (id.to_string(), volume_id.to_string());
+    ctx.store.mutate(SVC, |d: &mut Data| {
         let s = lookup(d, &id)?;
         if !matches!(s.vm_state, VmState::Active | VmState::Stopped) || s.task_state.is_some() {
             return Err(conflict(format!(
@@ -618,17 +631,22 @@ pub async fn attach(
         if let Some(s) = d.servers.get_mut(&id) {
             s.volumes.push(attachment.clone());
         }
-        Ok(attachment_view(&id, &attachment, mv))
-    })?;
-    Ok(axum::Json(json!({ "volumeAttachment": view })).into_response())
+        Ok(attachment)
+    })
 }
 
 pub async fn detach(
     State(ctx): State<Shared>,
     Path((id, volume)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    detach_volume(&ctx, &id, &volume)?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Detaches a data volume from a server; the volume becomes available again.
+pub fn detach_volume(ctx: &Shared, id: &str, volume: &str) -> ApiResult<()> {
     ctx.store.mutate(SVC, |d| {
-        let s = lookup(d, &id)?;
+        let s = lookup(d, id)?;
         let a = s
             .volumes
             .iter()
@@ -637,15 +655,15 @@ pub async fn detach(
         if a.device == "/dev/vda" {
             return Err(bad_request("Cannot detach a root device volume"));
         }
-        if let Some(s) = d.servers.get_mut(&id) {
+        if let Some(s) = d.servers.get_mut(id) {
             s.volumes.retain(|a| a.volume_id != volume);
         }
-        if let Some(v) = d.volumes.get_mut(&volume) {
+        if let Some(v) = d.volumes.get_mut(volume) {
             v.attachments.retain(|a| a.server_id != id);
             v.status = "available".into();
             v.updated_at = Some(Utc::now());
         }
-        Ok(StatusCode::ACCEPTED)
+        Ok(())
     })
 }
 

@@ -103,6 +103,18 @@ pub async fn create(
     let kp = request.get("keypair").ok_or_else(|| {
         bad_request("Invalid input for field/attribute keypair. 'keypair' is a required property")
     })?;
+    let v = create_keypair(&ctx, mv, kp).await?;
+    let status = if mv >= Mv(2) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(json!({ "keypair": v }))).into_response())
+}
+
+/// Imports or generates a key pair from the `keypair` object of a create request; gives Nova's
+/// view of it, with the private key when one was generated.
+pub async fn create_keypair(ctx: &Shared, mv: Mv, kp: &Value) -> ApiResult<Value> {
     let name = kp
         .get("name")
         .and_then(Value::as_str)
@@ -158,12 +170,7 @@ pub async fn create(
     if let Some(private) = private_key {
         v["private_key"] = json!(private);
     }
-    let status = if mv >= Mv(2) {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, axum::Json(json!({ "keypair": v }))).into_response())
+    Ok(v)
 }
 
 pub async fn list(State(ctx): State<Shared>, Extension(mv): Extension<Mv>) -> Response {
@@ -202,15 +209,20 @@ pub async fn delete(
     Extension(mv): Extension<Mv>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    ctx.store.mutate(SVC, |d| {
-        d.keypairs
-            .remove(&name)
-            .ok_or_else(|| not_found(format!("Keypair {name} not found for user admin")))
-    })?;
+    delete_keypair(&ctx, &name)?;
     Ok(if mv >= Mv(2) {
         StatusCode::NO_CONTENT
     } else {
         StatusCode::ACCEPTED
+    })
+}
+
+pub fn delete_keypair(ctx: &Shared, name: &str) -> ApiResult<()> {
+    ctx.store.mutate(SVC, |d| {
+        d.keypairs
+            .remove(name)
+            .map(|_| ())
+            .ok_or_else(|| not_found(format!("Keypair {name} not found for user admin")))
     })
 }
 

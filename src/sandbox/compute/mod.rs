@@ -19,6 +19,11 @@ use super::Shared;
 use super::error::{ApiError, Service};
 
 pub(crate) use actions::{recover, watch_faults};
+// What Heat's backend drives directly, as the handlers do.
+pub use actions::{attach_volume, detach_volume};
+pub use flavors::{FLAVORS, Flavor};
+pub use keypairs::{create_keypair, delete_keypair};
+pub use servers::{create_server, delete_server, status as server_status, view as server_view};
 
 const SVC: Service = Service::Compute;
 /// The newest microversion served: 2.96.

@@ -148,7 +148,7 @@ pub fn view(ctx: &Shared, d: &Data, s: &Server, mv: Mv) -> Value {
         "key_name": s.key_name,
         "OS-SRV-USG:launched_at": s.launched_at.map(util::iso_micro),
         "OS-SRV-USG:terminated_at": null,
-        "security_groups": s.security_groups.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
+        "security_groups": security_groups(d, s).iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
         "OS-EXT-STS:task_state": s.task_state,
         "OS-EXT-STS:vm_state": vm_state_name(s.vm_state),
         "OS-EXT-STS:power_state": s.power_state,
@@ -197,6 +197,34 @@ pub fn view(ctx: &Shared, d: &Data, s: &Server, mv: Mv) -> Value {
         v["pinned_availability_zone"] = Value::Null;
     }
     v
+}
+
+/// The names of the groups a server is in. Nova asks Neutron for its ports' groups, so a server
+/// booted on a port made beforehand (as Heat does) shows that port's groups, not `default`.
+fn security_groups(d: &Data, s: &Server) -> Vec<String> {
+    if s.ports.is_empty() {
+        return s.security_groups.clone();
+    }
+    let mut names: Vec<String> = Vec::new();
+    for (port, _) in &s.ports {
+        let groups = d
+            .net_get("ports", port)
+            .and_then(|p| p.get("security_groups"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for id in groups.iter().filter_map(Value::as_str) {
+            let name = d
+                .net_get("security-groups", id)
+                .and_then(|g| g.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or(id);
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    names
 }
 
 /// Nova's hostId: a hash of the project and the host, stable for one sandbox.
@@ -370,16 +398,22 @@ pub async fn update(
 }
 
 pub async fn delete(State(ctx): State<Shared>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    delete_server(&ctx, &id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Marks a server `deleting` and removes it in the background (its ports and volumes freed).
+pub fn delete_server(ctx: &Shared, id: &str) -> ApiResult<()> {
     ctx.store.mutate(SVC, |d| {
-        lookup(d, &id)?;
-        if let Some(s) = d.servers.get_mut(&id) {
+        lookup(d, id)?;
+        if let Some(s) = d.servers.get_mut(id) {
             s.task_state = Some("deleting".into());
             s.updated = Utc::now();
         }
         Ok(())
     })?;
-    actions::spawn_delete(&ctx, &id);
-    Ok(StatusCode::NO_CONTENT)
+    actions::spawn_delete(ctx, id);
+    Ok(())
 }
 
 /// What `networks` asked for.
@@ -452,6 +486,23 @@ pub async fn create(
     let server = request.get("server").ok_or_else(|| {
         bad_request("Invalid input for field/attribute server. 'server' is a required property")
     })?;
+    let (id, body) = create_server(&ctx, mv, &auth.project_id, server)?;
+    let location = format!("{}/compute/v2.1/servers/{id}", ctx.base);
+    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// Creates a server from the `server` object of a create request (as the API or Heat sends
+/// it) and starts building it; gives its id and Nova's 202 body.
+pub fn create_server(
+    ctx: &Shared,
+    mv: Mv,
+    project_id: &str,
+    server: &Value,
+) -> ApiResult<(String, Value)> {
     let name = str_field(server, "name")
         .filter(|n| !n.trim().is_empty())
         .ok_or_else(|| {
@@ -546,9 +597,6 @@ pub async fn create(
     }
     let admin_pass = util::random_string(12);
     let id = util::new_id();
-    let project_id = auth.project_id;
-
-    let location = format!("{}/compute/v2.1/servers/{id}", ctx.base);
     let body = ctx.store.mutate(SVC, |d| {
         let image = d
             .images
@@ -718,12 +766,8 @@ pub async fn create(
             "adminPass": admin_pass,
         }}))
     })?;
-    actions::spawn_build(&ctx, &id);
-    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    actions::spawn_build(ctx, &id);
+    Ok((id, body))
 }
 
 #[cfg(test)]

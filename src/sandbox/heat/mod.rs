@@ -37,7 +37,7 @@ pub use stack::{
     Backend, BackendError, CreateRequest, Created, Event, OutputValue, ResourceRecord,
     StackIdentity, StackRecord, check_supported, create_stack, delete_stack,
 };
-pub use template::Template;
+pub use template::{DeletionPolicy, Template};
 pub use validate::{preview, validate, validate_strict};
 
 /// The resource types the engine knows (for `GET /resource_types`), computed ones included.

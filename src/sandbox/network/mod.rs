@@ -301,12 +301,17 @@ async fn show(
     let collection = clean(&collection).to_string();
     let id = clean(&id).to_string();
     let singular = known(&collection)?;
-    let m = ctx.store.read(|d| {
-        d.net_get(&collection, &id)
-            .map(|m| resources::render(d, &collection, m))
-            .ok_or_else(|| resources::not_found(&collection, &id))
-    })?;
+    let m = show_resource(&ctx, &collection, &id)?;
     Ok(axum::Json(json!({ singular: m })).into_response())
+}
+
+/// A resource as `GET /{collection}/{id}` shows it.
+pub fn show_resource(ctx: &Shared, collection: &str, id: &str) -> ApiResult<Map<String, Value>> {
+    ctx.store.read(|d| {
+        d.net_get(collection, id)
+            .map(|m| resources::render(d, collection, m))
+            .ok_or_else(|| resources::not_found(collection, id))
+    })
 }
 
 fn body_of(body: &Bytes, singular: &str) -> ApiResult<Map<String, Value>> {
@@ -327,13 +332,23 @@ async fn create(
     let collection = clean(&collection).to_string();
     let singular = known(&collection)?;
     let request = body_of(&body, singular)?;
-    let m = ctx.store.mutate(SVC, |d| {
-        let m = resources::create(d, &auth.project_id, &collection, &request)?;
-        let id = key_id(&m);
-        d.net_mut(&collection).insert(id, m.clone());
-        Ok(resources::render(d, &collection, &m))
-    })?;
+    let m = create_resource(&ctx, &auth.project_id, &collection, &request)?;
     Ok((StatusCode::CREATED, axum::Json(json!({ singular: m }))).into_response())
+}
+
+/// Creates a resource of `collection` from its request object; gives it as Neutron shows it.
+pub fn create_resource(
+    ctx: &Shared,
+    project_id: &str,
+    collection: &str,
+    request: &Map<String, Value>,
+) -> ApiResult<Map<String, Value>> {
+    ctx.store.mutate(SVC, |d| {
+        let m = resources::create(d, project_id, collection, request)?;
+        let id = key_id(&m);
+        d.net_mut(collection).insert(id, m.clone());
+        Ok(resources::render(d, collection, &m))
+    })
 }
 
 async fn update(
@@ -346,18 +361,31 @@ async fn update(
     let id = clean(&id).to_string();
     let singular = known(&collection)?;
     let request = body_of(&body, singular)?;
-    let allowed = resources::updatable(&collection);
+    let m = update_resource(&ctx, &auth.project_id, &collection, &id, &request)?;
+    Ok(axum::Json(json!({ singular: m })).into_response())
+}
+
+/// Applies an update object to a resource (a floating IP's association, a router's gateway,
+/// plain attributes); gives the resource as Neutron shows it.
+pub fn update_resource(
+    ctx: &Shared,
+    project_id: &str,
+    collection: &str,
+    id: &str,
+    request: &Map<String, Value>,
+) -> ApiResult<Map<String, Value>> {
+    let allowed = resources::updatable(collection);
     if let Some(bad) = request.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(
             ApiError::bad_request(SVC, format!("Cannot update read-only attribute {bad}"))
                 .kind("HTTPBadRequest"),
         );
     }
-    let m = ctx.store.mutate(SVC, |d| {
+    ctx.store.mutate(SVC, |d| {
         let mut m = d
-            .net_get(&collection, &id)
+            .net_get(collection, id)
             .cloned()
-            .ok_or_else(|| resources::not_found(&collection, &id))?;
+            .ok_or_else(|| resources::not_found(collection, id))?;
         if let Some(groups) = request.get("security_groups").and_then(Value::as_array) {
             for g in groups {
                 let gid = g.as_str().unwrap_or_default();
@@ -366,7 +394,7 @@ async fn update(
                 }
             }
         }
-        match collection.as_str() {
+        match collection {
             "floatingips" if request.contains_key("port_id") => {
                 let port = request.get("port_id").and_then(Value::as_str);
                 let fixed = request.get("fixed_ip_address").and_then(Value::as_str);
@@ -376,13 +404,13 @@ async fn update(
                 }
             }
             "routers" if request.contains_key("external_gateway_info") => {
-                for (k, v) in &request {
+                for (k, v) in request {
                     if k != "external_gateway_info" {
                         m.insert(k.clone(), v.clone());
                     }
                 }
                 d.net_mut("ports").retain(|_, p| {
-                    !(p.get("device_id").and_then(Value::as_str) == Some(id.as_str())
+                    !(p.get("device_id").and_then(Value::as_str) == Some(id)
                         && p.get("device_owner").and_then(Value::as_str)
                             == Some("network:router_gateway"))
                 });
@@ -393,21 +421,20 @@ async fn update(
                 let info = match gw {
                     Value::Null => Value::Null,
                     gw if gw.as_object().is_some_and(Map::is_empty) => Value::Null,
-                    gw => resources::gateway(d, &auth.project_id, &id, &gw)?,
+                    gw => resources::gateway(d, project_id, id, &gw)?,
                 };
                 m.insert("external_gateway_info".into(), info);
             }
             _ => {
-                for (k, v) in &request {
+                for (k, v) in request {
                     m.insert(k.clone(), v.clone());
                 }
             }
         }
         resources::touch(&mut m);
-        d.net_mut(&collection).insert(id.clone(), m.clone());
-        Ok(resources::render(d, &collection, &m))
-    })?;
-    Ok(axum::Json(json!({ singular: m })).into_response())
+        d.net_mut(collection).insert(id.to_string(), m.clone());
+        Ok(resources::render(d, collection, &m))
+    })
 }
 
 async fn delete(
@@ -417,9 +444,14 @@ async fn delete(
     let collection = clean(&collection).to_string();
     let id = clean(&id).to_string();
     known(&collection)?;
-    ctx.store
-        .mutate(SVC, |d| resources::delete(d, &collection, &id))?;
+    delete_resource(&ctx, &collection, &id)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a resource with what goes with it, after Neutron's in-use checks.
+pub fn delete_resource(ctx: &Shared, collection: &str, id: &str) -> ApiResult<()> {
+    ctx.store
+        .mutate(SVC, |d| resources::delete(d, collection, id))
 }
 
 async fn add_interface(
@@ -432,10 +464,20 @@ async fn add_interface(
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let v = ctx.store.mutate(SVC, |d| {
-        resources::add_interface(d, &auth.project_id, &id, &request)
-    })?;
+    let v = add_router_interface(&ctx, &auth.project_id, &id, &request)?;
     Ok(axum::Json(v).into_response())
+}
+
+/// `add_router_interface` with a `subnet_id` or `port_id` body.
+pub fn add_router_interface(
+    ctx: &Shared,
+    project_id: &str,
+    router_id: &str,
+    request: &Map<String, Value>,
+) -> ApiResult<Value> {
+    ctx.store.mutate(SVC, |d| {
+        resources::add_interface(d, project_id, router_id, request)
+    })
 }
 
 async fn remove_interface(
@@ -448,8 +490,18 @@ async fn remove_interface(
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let v = ctx.store.mutate(SVC, |d| {
-        resources::remove_interface(d, &auth.project_id, &id, &request)
-    })?;
+    let v = remove_router_interface(&ctx, &auth.project_id, &id, &request)?;
     Ok(axum::Json(v).into_response())
+}
+
+/// `remove_router_interface` with a `subnet_id` or `port_id` body.
+pub fn remove_router_interface(
+    ctx: &Shared,
+    project_id: &str,
+    router_id: &str,
+    request: &Map<String, Value>,
+) -> ApiResult<Value> {
+    ctx.store.mutate(SVC, |d| {
+        resources::remove_interface(d, project_id, router_id, request)
+    })
 }
