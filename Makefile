@@ -22,6 +22,11 @@ lint: setup
 test: lint
 	PATH="$(CURDIR)/.venv/bin:$$PATH" $(CARGO) test --locked
 
+# Requests per second of the sandbox, upload throughput and memory, start-up times: the factory's
+# OpenStack client beside python-openstackclient (bench/openstack.sh says what and how).
+bench: setup
+	bench/openstack.sh
+
 clean:
 	$(CARGO) clean
 	rm -rf .venv images/target

@@ -37,6 +37,9 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// The highest compute microversion to ask for (bounded by the cloud's maximum).
     pub compute_microversion: Microversion,
+    /// Items per page asked of paginated lists (`limit`); None leaves it to each service.
+    /// Lists are followed to their end either way.
+    pub page_size: Option<u32>,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             request_timeout: Duration::from_secs(120),
             connect_timeout: Duration::from_secs(15),
             compute_microversion: COMPUTE_MICROVERSION,
+            page_size: None,
         }
     }
 }
@@ -392,7 +396,8 @@ impl Cloud {
     }
 
     /// Sends a request with a streamed body, once: the stream cannot be rewound, so nothing is
-    /// retried and a failure says so.
+    /// retried and a failure says so. No whole-request timeout: a large upload takes as long
+    /// as it takes (the connect timeout still applies).
     pub(crate) async fn send_stream(
         &self,
         req: Req,
@@ -400,6 +405,10 @@ impl Cloud {
         content_type: &'static str,
         content_length: Option<u64>,
     ) -> Result<Response, ApiError> {
+        let req = Req {
+            streamed: true,
+            ..req
+        };
         let (url, microversion) = self.resolve(&req).await?;
         let (token, generation) = self.token().await?;
         let mut builder = self
@@ -472,6 +481,12 @@ impl Cloud {
     ) -> Result<Vec<T>, ApiError> {
         let mut items = Vec::new();
         let mut seen = HashSet::new();
+        if !matches!(paging, Paging::Single)
+            && let Some(size) = self.inner.options.page_size
+            && !req.query.iter().any(|(k, _)| k == "limit")
+        {
+            req.query.push(("limit".into(), size.to_string()));
+        }
         loop {
             let mut page: Value = self.json(req.clone()).await?;
             let next = paging::next_query(&page, paging);

@@ -115,6 +115,7 @@ impl Cloud {
             let req = Req::get(S, format!("/{}", seg(container)))
                 .query("format", "json")
                 .query_opt("prefix", prefix)
+                .query_opt("limit", self.options().page_size)
                 .query_opt("marker", objects.last().map(|o| o.name.clone()));
             let response = self.send(req.clone()).await?;
             // 204: no (more) objects.

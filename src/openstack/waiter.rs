@@ -5,6 +5,7 @@
 //! state, with the cloud's own explanation (server fault, stack status reason).
 
 use std::future::Future;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::client::Cloud;
@@ -274,6 +275,9 @@ impl Cloud {
     }
 
     /// Waits for the image's status to be `target` (usually active); fails on killed/deleted.
+    /// A snapshot names its server (`instance_uuid`): when it dies (killed, or deleted as Nova
+    /// does with a failed snapshot), the failure carries the server's fault, where Nova explains
+    /// it when the failure sent the server to ERROR.
     pub async fn wait_image(
         &self,
         id: &str,
@@ -281,10 +285,55 @@ impl Cloud {
         wait: &Wait,
         on_change: &mut (dyn FnMut(&StatusChange) + Send),
     ) -> Result<Image, ApiError> {
+        let server: Mutex<Option<String>> = Mutex::new(None);
+        let server_of = || {
+            server
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        };
         poll("image", id, target, wait, on_change, || async {
-            Ok(image_seen(self.get_image(id).await?, target))
+            let image = match self.get_image(id).await {
+                Ok(image) => image,
+                Err(e) if e.is_not_found() => {
+                    // A snapshot seen before and now gone: Nova deleted it as it failed.
+                    let Some(server) = server_of() else {
+                        return Err(e);
+                    };
+                    let message = self.snapshot_fault(Some(server)).await.unwrap_or_else(|| {
+                        "the snapshot failed and Nova deleted it (`openstack server event \
+                         list` on the server may say why)"
+                            .into()
+                    });
+                    return Ok(Seen {
+                        status: "deleted".into(),
+                        detail: None,
+                        state: State::Failed(message),
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            if let Some(uuid) = image.property("instance_uuid") {
+                *server.lock().unwrap_or_else(PoisonError::into_inner) = Some(uuid.to_string());
+            }
+            let mut seen = image_seen(image, target);
+            if matches!(seen.state, State::Failed(_))
+                && let Some(message) = self.snapshot_fault(server_of()).await
+            {
+                seen.state = State::Failed(message);
+            }
+            Ok(seen)
         })
         .await
+    }
+
+    /// The fault of the server a failed snapshot was taken from, if Nova recorded one.
+    async fn snapshot_fault(&self, server: Option<String>) -> Option<String> {
+        let server = self.get_server(&server?).await.ok()?;
+        server
+            .fault
+            .map(|f| f.message)
+            .filter(|m| !m.trim().is_empty())
     }
 
     pub async fn wait_image_deleted(

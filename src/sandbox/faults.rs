@@ -48,6 +48,9 @@ pub struct FaultRule {
     /// The error message; the service's usual one for the status when absent.
     #[serde(default)]
     pub message: Option<String>,
+    /// A `Retry-After` header (seconds) on the error, as a rate limiter sends with a 429.
+    #[serde(default)]
+    pub retry_after: Option<u64>,
 }
 
 impl FaultRule {
@@ -60,6 +63,7 @@ impl FaultRule {
             status: Some(status),
             delay_ms: None,
             message: None,
+            retry_after: None,
         }
     }
 
@@ -78,6 +82,11 @@ impl FaultRule {
 
     pub fn message(mut self, message: &str) -> FaultRule {
         self.message = Some(message.to_string());
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> FaultRule {
+        self.retry_after = Some(seconds);
         self
     }
 
@@ -134,6 +143,7 @@ pub struct Injected {
     pub status: Option<StatusCode>,
     pub delay: Option<Duration>,
     pub message: Option<String>,
+    pub retry_after: Option<u64>,
 }
 
 /// A shared handle on the fault plan; clones see the same plan.
@@ -213,6 +223,7 @@ impl FaultPlan {
             status: rule.status.and_then(|s| StatusCode::from_u16(s).ok()),
             delay: rule.delay_ms.map(Duration::from_millis),
             message: rule.message.clone(),
+            retry_after: rule.retry_after,
         };
         if rule.times == 0 {
             plan.rules.remove(index);
@@ -291,10 +302,18 @@ pub async fn inject(State(plan): State<FaultPlan>, request: Request, next: Next)
     }
     match injected.status {
         Some(status) => {
+            // Read what the client sends first, so that it gets this answer, not a broken pipe.
+            super::util::drain(request.into_body()).await;
             let message = injected
                 .message
                 .unwrap_or_else(|| error::default_message(service, status));
-            error::render(service, status, &message, None)
+            let mut response = error::render(service, status, &message, None);
+            if let Some(seconds) = injected.retry_after {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, seconds.into());
+            }
+            response
         }
         None => next.run(request).await,
     }

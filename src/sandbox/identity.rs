@@ -404,6 +404,7 @@ pub async fn require_token(
             next.run(request).await
         }
         _ => {
+            util::drain(request.into_body()).await;
             let mut response = ApiError::unauthorized(service).into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("Keystone uri=\"{}/identity\"", ctx.base))
             {

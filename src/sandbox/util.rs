@@ -37,6 +37,40 @@ pub fn random_mac() -> String {
     format!("fa:16:3e:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2])
 }
 
+/// Percent-encodes one query key or value (everything but RFC 3986's unreserved characters).
+pub fn query_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The `href` of a list's next page: `url`, the request's query but its `marker`, then the
+/// new marker, encoded so that filters holding `&`, `+`, `#` or spaces come back intact.
+pub fn next_href(url: &str, query: &[(String, String)], marker: &str) -> String {
+    let pairs: Vec<String> = query
+        .iter()
+        .filter(|(k, _)| k != "marker")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain([("marker", marker)])
+        .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+        .collect();
+    format!("{url}?{}", pairs.join("&"))
+}
+
+/// Reads and discards a request body. An error answered before the body is read would make
+/// the server close the connection while the client still sends, and the client would see a
+/// broken pipe instead of the answer; real services behind a WSGI server read it first.
+pub async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    while let Some(Ok(_)) = stream.next().await {}
+}
+
 /// `2019-04-23T15:19:09Z`: Nova's created/updated, Glance's and Neutron's timestamps.
 pub fn iso(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -196,6 +230,19 @@ mod tests {
         assert_eq!(iso_micro(t), "2019-04-23T15:19:09.855016");
         assert_eq!(keystone_time(t), "2019-04-23T15:19:09.855016Z");
         assert_eq!(http_date(t), "Tue, 23 Apr 2019 15:19:09 GMT");
+    }
+
+    #[test]
+    fn next_links_keep_filters_intact() {
+        let q = vec![
+            ("name".to_string(), "a b&c+d#e".to_string()),
+            ("marker".to_string(), "old".to_string()),
+            ("limit".to_string(), "2".to_string()),
+        ];
+        assert_eq!(
+            next_href("http://h/compute/v2.1/servers", &q, "m-1"),
+            "http://h/compute/v2.1/servers?name=a%20b%26c%2Bd%23e&limit=2&marker=m-1"
+        );
     }
 
     #[test]

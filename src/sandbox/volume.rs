@@ -148,7 +148,8 @@ fn view(base: &str, d: &Data, v: &Volume) -> Value {
     body
 }
 
-fn select<'a>(d: &'a Data, q: &[(String, String)]) -> Vec<&'a Volume> {
+/// The volumes asked for, and whether `limit` cut the page short.
+fn select<'a>(d: &'a Data, q: &[(String, String)]) -> (Vec<&'a Volume>, bool) {
     let get = |key: &str| q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
     let mut list: Vec<&Volume> = d
         .volumes
@@ -163,31 +164,59 @@ fn select<'a>(d: &'a Data, q: &[(String, String)]) -> Vec<&'a Volume> {
     {
         list.drain(..=index);
     }
+    let mut more = false;
     if let Some(limit) = get("limit").and_then(|l| l.parse::<usize>().ok()) {
+        more = list.len() > limit;
         list.truncate(limit);
     }
-    list
+    (list, more)
+}
+
+/// Cinder's `volumes_links` when a page was cut short.
+fn add_next(
+    body: &mut Value,
+    base: &str,
+    path: &str,
+    q: &[(String, String)],
+    list: &[&Volume],
+    more: bool,
+) {
+    if more && let Some(last) = list.last() {
+        let href = util::next_href(&format!("{base}{path}"), q, &last.id);
+        body["volumes_links"] = json!([{"rel": "next", "href": href}]);
+    }
 }
 
 async fn list(State(ctx): State<Shared>, Query(q): Query<Vec<(String, String)>>) -> Response {
     let body = ctx.store.read(|d| {
         let project = &d.identity.project_id;
-        let list: Vec<Value> = select(d, &q)
+        let (volumes, more) = select(d, &q);
+        let list: Vec<Value> = volumes
             .iter()
             .map(|v| json!({"id": v.id, "name": v.name, "links": links(&ctx.base, project, &v.id)}))
             .collect();
-        json!({ "volumes": list })
+        let mut body = json!({ "volumes": list });
+        add_next(
+            &mut body,
+            &ctx.base,
+            &format!("/volume/v3/{project}/volumes"),
+            &q,
+            &volumes,
+            more,
+        );
+        body
     });
     axum::Json(body).into_response()
 }
 
 async fn detail(State(ctx): State<Shared>, Query(q): Query<Vec<(String, String)>>) -> Response {
     let body = ctx.store.read(|d| {
-        let list: Vec<Value> = select(d, &q)
-            .iter()
-            .map(|v| view(&ctx.base, d, v))
-            .collect();
-        json!({ "volumes": list })
+        let (volumes, more) = select(d, &q);
+        let list: Vec<Value> = volumes.iter().map(|v| view(&ctx.base, d, v)).collect();
+        let mut body = json!({ "volumes": list });
+        let path = format!("/volume/v3/{}/volumes/detail", d.identity.project_id);
+        add_next(&mut body, &ctx.base, &path, &q, &volumes, more);
+        body
     });
     axum::Json(body).into_response()
 }

@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{Mv, links, not_found};
-use crate::sandbox::Shared;
 use crate::sandbox::error::ApiResult;
+use crate::sandbox::{Shared, util};
 
 #[derive(Clone, Copy, Debug)]
 pub struct Flavor {
@@ -103,8 +103,9 @@ fn full(base: &str, f: &Flavor, mv: Mv) -> Value {
     v
 }
 
-/// Nova's flavor list filters and paging: minRam, minDisk, limit, marker.
-fn filtered(q: &[(String, String)]) -> ApiResult<Vec<Flavor>> {
+/// Nova's flavor list filters and paging: minRam, minDisk, limit, marker. True when a page was
+/// cut short by `limit`.
+fn filtered(q: &[(String, String)]) -> ApiResult<(Vec<Flavor>, bool)> {
     let num = |key: &str| {
         q.iter()
             .find(|(k, _)| k == key)
@@ -123,10 +124,30 @@ fn filtered(q: &[(String, String)]) -> ApiResult<Vec<Flavor>> {
             .ok_or_else(|| super::bad_request(format!("marker [{marker}] not found")))?;
         list.drain(..=index);
     }
+    let mut more = false;
     if let Some(limit) = num("limit") {
-        list.truncate(limit as usize);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        more = list.len() > limit;
+        list.truncate(limit);
     }
-    Ok(list)
+    Ok((list, more))
+}
+
+/// The list answer, with Nova's `flavors_links` when a page was cut short.
+fn page(
+    base: &str,
+    path: &str,
+    q: &[(String, String)],
+    list: &[Flavor],
+    more: bool,
+    view: impl Fn(&Flavor) -> Value,
+) -> Value {
+    let mut body = json!({ "flavors": list.iter().map(view).collect::<Vec<_>>() });
+    if more && let Some(last) = list.last() {
+        let href = util::next_href(&format!("{base}/compute/v2.1/{path}"), q, last.id);
+        body["flavors_links"] = json!([{"rel": "next", "href": href}]);
+    }
+    body
 }
 
 pub async fn list(
@@ -134,11 +155,11 @@ pub async fn list(
     Extension(mv): Extension<Mv>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let list: Vec<Value> = filtered(&q)?
-        .iter()
-        .map(|f| summary(&ctx.base, f, mv))
-        .collect();
-    Ok(axum::Json(json!({ "flavors": list })).into_response())
+    let (list, more) = filtered(&q)?;
+    let body = page(&ctx.base, "flavors", &q, &list, more, |f| {
+        summary(&ctx.base, f, mv)
+    });
+    Ok(axum::Json(body).into_response())
 }
 
 pub async fn detail(
@@ -146,11 +167,11 @@ pub async fn detail(
     Extension(mv): Extension<Mv>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
-    let list: Vec<Value> = filtered(&q)?
-        .iter()
-        .map(|f| full(&ctx.base, f, mv))
-        .collect();
-    Ok(axum::Json(json!({ "flavors": list })).into_response())
+    let (list, more) = filtered(&q)?;
+    let body = page(&ctx.base, "flavors/detail", &q, &list, more, |f| {
+        full(&ctx.base, f, mv)
+    });
+    Ok(axum::Json(body).into_response())
 }
 
 pub async fn show(

@@ -2,7 +2,7 @@
 
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -173,14 +173,55 @@ pub async fn create_keypair(ctx: &Shared, mv: Mv, kp: &Value) -> ApiResult<Value
     Ok(v)
 }
 
-pub async fn list(State(ctx): State<Shared>, Extension(mv): Extension<Mv>) -> Response {
-    let list: Vec<Value> = ctx.store.read(|d| {
-        d.keypairs
-            .values()
-            .map(|k| json!({"keypair": view(k, mv)}))
-            .collect()
-    });
-    axum::Json(json!({ "keypairs": list })).into_response()
+/// Keypairs by name; from 2.35 paged by `limit` and `marker` (a name), with `keypairs_links`.
+pub async fn list(
+    State(ctx): State<Shared>,
+    Extension(mv): Extension<Mv>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let get = |key: &str| {
+        q.iter()
+            .find(|(k, _)| k == key && mv >= Mv(35))
+            .map(|(_, v)| v.as_str())
+    };
+    let limit = match get("limit") {
+        Some(l) => Some(l.parse::<usize>().map_err(|_| {
+            bad_request(format!(
+                "Invalid input for query parameters limit. Value: {l}."
+            ))
+        })?),
+        None => None,
+    };
+    let marker = get("marker");
+    let (list, next) = ctx
+        .store
+        .read(|d| -> ApiResult<(Vec<Value>, Option<String>)> {
+            if let Some(m) = marker
+                && !d.keypairs.contains_key(m)
+            {
+                return Err(not_found(format!("Marker keypair {m} could not be found.")));
+            }
+            // The map keeps names in order.
+            let mut names: Vec<&String> = d
+                .keypairs
+                .keys()
+                .filter(|n| marker.is_none_or(|m| n.as_str() > m))
+                .collect();
+            let more = limit.is_some_and(|l| names.len() > l);
+            names.truncate(limit.unwrap_or(usize::MAX));
+            let list = names
+                .iter()
+                .filter_map(|n| d.keypairs.get(*n))
+                .map(|k| json!({"keypair": view(k, mv)}))
+                .collect();
+            Ok((list, names.last().filter(|_| more).map(|n| n.to_string())))
+        })?;
+    let mut body = json!({ "keypairs": list });
+    if let Some(last) = next {
+        let href = util::next_href(&format!("{}/compute/v2.1/os-keypairs", ctx.base), &q, &last);
+        body["keypairs_links"] = json!([{"rel": "next", "href": href}]);
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 pub async fn show(

@@ -237,23 +237,21 @@ fn summary(base: &str, s: &Server) -> Value {
     json!({"id": s.id, "name": s.name, "links": links(base, &format!("servers/{}", s.id))})
 }
 
-/// Nova filters names with a regular expression search; the sandbox honours `^`, `$` and
-/// plain text, which is what clients send.
-fn name_matches(pattern: &str, name: &str) -> bool {
-    let (anchored_start, rest) = match pattern.strip_prefix('^') {
-        Some(rest) => (true, rest),
-        None => (false, pattern),
-    };
-    let (anchored_end, text) = match rest.strip_suffix('$') {
-        Some(text) => (true, text),
-        None => (false, rest),
-    };
-    match (anchored_start, anchored_end) {
-        (true, true) => name == text,
-        (true, false) => name.starts_with(text),
-        (false, true) => name.ends_with(text),
-        (false, false) => name.contains(text),
+/// Nova filters names with a regular expression search (clients send `^name$` with the name
+/// escaped, as the factory's clean-up does); a pattern that is not a valid expression is
+/// matched as plain text.
+fn name_filter(pattern: &str) -> impl Fn(&str) -> bool + use<> {
+    let re = regex::Regex::new(pattern).ok();
+    let pattern = pattern.to_string();
+    move |name| match &re {
+        Some(re) => re.is_match(name),
+        None => name.contains(&pattern),
     }
+}
+
+#[cfg(test)]
+fn name_matches(pattern: &str, name: &str) -> bool {
+    name_filter(pattern)(name)
 }
 
 fn query<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -262,10 +260,11 @@ fn query<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
 
 /// Filters (name, status, image, flavor, ip), newest first, then marker and limit.
 fn select<'a>(d: &'a Data, q: &[(String, String)]) -> ApiResult<(Vec<&'a Server>, bool)> {
+    let name = query(q, "name").map(name_filter);
     let mut list: Vec<&Server> = d
         .servers
         .values()
-        .filter(|s| query(q, "name").is_none_or(|p| name_matches(p, &s.name)))
+        .filter(|s| name.as_ref().is_none_or(|matches| matches(&s.name)))
         .filter(|s| query(q, "status").is_none_or(|st| st.eq_ignore_ascii_case(status(s))))
         .filter(|s| query(q, "image").is_none_or(|i| s.image_id.as_deref() == Some(i)))
         .filter(|s| query(q, "flavor").is_none_or(|f| s.flavor_id == f))
@@ -305,15 +304,8 @@ fn next_link(
     last: Option<&Server>,
 ) -> Option<Value> {
     let last = last?;
-    let mut params: Vec<String> = q
-        .iter()
-        .filter(|(k, _)| k != "marker")
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    params.push(format!("marker={}", last.id));
-    Some(
-        json!([{"rel": "next", "href": format!("{base}/compute/v2.1/{path}?{}", params.join("&"))}]),
-    )
+    let href = util::next_href(&format!("{base}/compute/v2.1/{path}"), q, &last.id);
+    Some(json!([{"rel": "next", "href": href}]))
 }
 
 pub async fn list(
@@ -782,5 +774,11 @@ mod tests {
         assert!(name_matches("^web$", "web"));
         assert!(!name_matches("^web$", "web2"));
         assert!(name_matches("1$", "web-1"));
+        // Escaped names, as `regex::escape` writes them.
+        let exact = format!("^{}$", regex::escape("deb-12.1 (x)"));
+        assert!(name_matches(&exact, "deb-12.1 (x)"));
+        assert!(!name_matches(&exact, "deb-12x1 (x)"));
+        assert!(name_matches("^srv [0-3]$", "srv 2"));
+        assert!(name_matches("web(", "a web( b"));
     }
 }

@@ -508,9 +508,7 @@ async fn list(
                 .and_then(|v| v.get("id"))
                 .cloned();
             if let Some(Value::String(last)) = last {
-                let mut params = others.clone();
-                params.push(format!("marker={last}"));
-                body["next"] = json!(format!("/v2/images?{}", params.join("&")));
+                body["next"] = json!(util::next_href("/v2/images", &q, &last));
             }
         }
         Ok(body)
@@ -617,7 +615,7 @@ async fn upload(
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult<StatusCode> {
-    ctx.store.mutate(SVC, |d| {
+    let accepted = ctx.store.mutate(SVC, |d| {
         let image = lookup(d, &id)?;
         if image.status != "queued" {
             return Err(ApiError::conflict(
@@ -638,7 +636,11 @@ async fn upload(
             i.updated_at = Utc::now();
         }
         Ok(())
-    })?;
+    });
+    if let Err(e) = accepted {
+        util::drain(body).await;
+        return Err(e);
+    }
     let part = ctx.store.path(&format!("images/{id}.part"));
     let streamed = util::stream_to_file(body, &part).await;
     let file = match streamed {

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::{ApiError, ApiResult, Service};
 use super::identity::AuthContext;
-use super::{Shared, parse_json};
+use super::{Shared, parse_json, util};
 
 pub use nova::{
     bind_port, create_server_port, default_network, network_name, port_is_free, port_nic,
@@ -274,14 +274,8 @@ async fn list(
             .and_then(|m| m.get("id"))
             .cloned();
         if let Some(Value::String(last)) = last {
-            let mut params: Vec<String> = q
-                .iter()
-                .filter(|(k, _)| k != "marker")
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect();
-            params.push(format!("marker={last}"));
-            body[format!("{key}_links")] = json!([{"rel": "next",
-                "href": format!("{}{V}/{collection}?{}", ctx.base, params.join("&"))}]);
+            let href = util::next_href(&format!("{}{V}/{collection}", ctx.base), &q, &last);
+            body[format!("{key}_links")] = json!([{"rel": "next", "href": href}]);
         }
     }
     Ok(axum::Json(body).into_response())
