@@ -58,6 +58,7 @@ fn finish(
         match &result {
             Ok(()) => {
                 ok(s);
+                s.metadata.extend(ctx.driver.metadata(id));
                 s.task_state = None;
                 s.updated = Utc::now();
             }
@@ -422,6 +423,10 @@ async fn run_snapshot(ctx: Shared, id: String, image_id: String) {
     let landed = ctx.store.mutate(SVC, |d| {
         if let Some(image) = d.images.get_mut(&image_id) {
             image.status = "active".into();
+            // The driver decides the snapshot's format (QEMU's is qcow2 whatever the base's).
+            if file.head.starts_with(b"QFI\xfb") {
+                image.disk_format = Some("qcow2".into());
+            }
             image.size = Some(file.size);
             image.virtual_size = Some(util::virtual_size(&file.head, file.size));
             image.checksum = Some(file.md5.clone());
@@ -620,6 +625,7 @@ pub async fn attach(
         }
         Ok(attachment_view(&id, &attachment, mv))
     })?;
+    super::machines::attach_volume(&ctx, &id, &volume_id).await?;
     Ok(axum::Json(json!({ "volumeAttachment": view })).into_response())
 }
 
@@ -627,6 +633,7 @@ pub async fn detach(
     State(ctx): State<Shared>,
     Path((id, volume)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    super::machines::detach_volume(&ctx, &id, &volume).await?;
     ctx.store.mutate(SVC, |d| {
         let s = lookup(d, &id)?;
         let a = s

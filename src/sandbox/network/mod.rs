@@ -2,6 +2,7 @@
 //! floating IPs, routers and their interfaces, extensions and quotas. Resources are kept as
 //! their JSON bodies, so listing filters on any attribute exactly as Neutron does.
 
+mod floating;
 mod nova;
 mod resources;
 
@@ -18,6 +19,7 @@ use super::error::{ApiError, ApiResult, Service};
 use super::identity::AuthContext;
 use super::{Shared, parse_json};
 
+pub use floating::sync_floating_ips;
 pub use nova::{
     bind_port, create_server_port, default_network, network_name, port_is_free, port_nic,
     release_server_ports, server_addresses, server_ips,
@@ -333,6 +335,9 @@ async fn create(
         d.net_mut(&collection).insert(id, m.clone());
         Ok(resources::render(d, &collection, &m))
     })?;
+    if collection == "floatingips" {
+        sync_floating_ips(&ctx).await;
+    }
     Ok((StatusCode::CREATED, axum::Json(json!({ singular: m }))).into_response())
 }
 
@@ -407,6 +412,9 @@ async fn update(
         d.net_mut(&collection).insert(id.clone(), m.clone());
         Ok(resources::render(d, &collection, &m))
     })?;
+    if collection == "floatingips" {
+        sync_floating_ips(&ctx).await;
+    }
     Ok(axum::Json(json!({ singular: m })).into_response())
 }
 
@@ -419,6 +427,9 @@ async fn delete(
     known(&collection)?;
     ctx.store
         .mutate(SVC, |d| resources::delete(d, &collection, &id))?;
+    if collection == "floatingips" || collection == "ports" {
+        sync_floating_ips(&ctx).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
