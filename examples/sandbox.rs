@@ -42,7 +42,9 @@ async fn main() -> anyhow::Result<()> {
     let mut options = SandboxOptions::new(data_dir);
     options.port = port;
     if fast {
+        // The benchmark measures the API: states only, no virtual machine.
         options.state_delays = Delays::fast();
+        options.machines = image_factory::sandbox::Machines::StateMachine;
     }
     let sandbox = sandbox::start(options).await?;
     if let Some(path) = clouds_yaml {

@@ -26,6 +26,8 @@ struct World {
 async fn world() -> World {
     let sandbox_dir = tempfile::tempdir().unwrap();
     let mut options = SandboxOptions::new(sandbox_dir.path());
+    // States only: these builds never get as far as SSH, so no virtual machine is needed.
+    options.machines = image_factory::sandbox::Machines::StateMachine;
     options.state_delays = Delays::fast();
     let sandbox = sandbox::start(options).await.unwrap();
     let env: HashMap<String, String> = [

@@ -133,6 +133,7 @@ async fn the_openstack_client_works_against_the_sandbox() {
     };
     let dir = tempfile::tempdir().unwrap();
     let mut opts = SandboxOptions::new(dir.path().join("cloud"));
+    opts.machines = image_factory::sandbox::Machines::StateMachine;
     opts.state_delays = Delays::fast();
     let sb: Sandbox = sandbox::start(opts).await.unwrap();
     let clouds_yaml = write(

@@ -99,6 +99,7 @@ impl Env {
     async fn start_with(delays: Delays) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let mut opts = SandboxOptions::new(dir.path().join("cloud"));
+        opts.machines = image_factory::sandbox::Machines::StateMachine;
         opts.state_delays = delays;
         let sb = sandbox::start(opts).await.unwrap();
         let config = resolve(dir.path(), "clouds.yaml", &sb.clouds_yaml("sandbox"));

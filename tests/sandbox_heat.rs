@@ -18,6 +18,7 @@ struct Cloud {
 
 fn options(dir: &std::path::Path) -> SandboxOptions {
     let mut opts = SandboxOptions::new(dir);
+    opts.machines = image_factory::sandbox::Machines::StateMachine;
     opts.state_delays = Delays::fast();
     opts
 }

@@ -179,6 +179,9 @@ async fn tiny_guest_lifecycle() {
             initrd: Some(guest.initrd.clone()),
             append: "console=ttyS0 panic=-1 quiet".into(),
         }),
+        root_format: DiskFormat::Qcow2,
+        bind_addr: None,
+        forward_ports: vec![],
     };
     let started = Instant::now();
     let m = host.launch(spec.clone()).await.unwrap();
@@ -384,6 +387,9 @@ async fn owner_process() {
                 volumes: vec![],
                 mac: None,
                 kernel: None,
+                root_format: DiskFormat::Qcow2,
+                bind_addr: None,
+                forward_ports: vec![],
             })
             .await
             .unwrap();

@@ -95,6 +95,7 @@ pub async fn run_sandbox(data_dir: &Path, port: u16) -> anyhow::Result<()> {
         sandbox.url(),
         sandbox.data_dir().display()
     );
+    println!("Servers: {}.", sandbox.machines());
     println!("Any OpenStack tool can use it:");
     println!();
     println!(
@@ -107,7 +108,9 @@ pub async fn run_sandbox(data_dir: &Path, port: u16) -> anyhow::Result<()> {
     println!();
     print!("{}", sandbox.clouds_yaml_entry(SANDBOX_CLOUD_NAME));
     println!();
-    println!("Ctrl-C stops it; its images, servers and volumes stay for the next start.");
+    println!(
+        "Ctrl-C stops it and its virtual machines; its images, servers (SHUTOFF) and volumes stay for the next start."
+    );
     sandbox.until_ctrl_c().await;
     Ok(())
 }

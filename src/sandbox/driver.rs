@@ -1,7 +1,7 @@
 //! The seam between the Nova API and whatever runs the servers. The API keeps the records and
 //! the states Nova shows (BUILD, ACTIVE, SHUTOFF, ERROR, task states); a driver only does the
 //! work and says when it is done. [`StateMachineDriver`] pretends, after a configurable delay;
-//! a QEMU driver will start real virtual machines behind the same trait.
+//! [`crate::sandbox::qemu::QemuDriver`] runs real virtual machines behind the same trait.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +30,7 @@ pub struct ServerSpec {
     pub metadata: BTreeMap<String, String>,
     pub nics: Vec<Nic>,
     pub config_drive: bool,
+    pub project_id: String,
 }
 
 #[derive(Clone, Debug)]
@@ -37,6 +38,9 @@ pub struct Nic {
     pub network: String,
     pub mac: String,
     pub ip: String,
+    /// The Neutron port and network ids (for the config drive's network_data.json).
+    pub port_id: String,
+    pub network_id: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,24 @@ pub enum DriverError {
 }
 
 pub type DriverResult<T> = Result<T, DriverError>;
+
+/// What a driver sees of a server's machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Power {
+    Running,
+    Off,
+}
+
+/// Quotas that come from the host (Nova's `limits`), for drivers that have any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DriverLimits {
+    pub instances: u64,
+    pub ram_mb: u64,
+}
+
+fn done<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+    Box::pin(async move { value })
+}
 
 /// What a hypervisor does for Nova. Each future completes when the operation has: `create`
 /// when the server runs, `stop` when it is off. An error sends the server to ERROR with the
@@ -70,6 +92,53 @@ pub trait ComputeDriver: Send + Sync + 'static {
         spec: ServerSpec,
         lines: Option<usize>,
     ) -> BoxFuture<'_, DriverResult<String>>;
+
+    // Hooks with do-nothing defaults: a driver without real machines needs none of them.
+
+    /// What runs the servers, for the startup log line.
+    fn describe(&self) -> String {
+        "a driver of the caller's".into()
+    }
+    /// At start, with every server the sandbox has: adopts what still runs, removes what belongs
+    /// to no server, and says which of these servers' machines run (unlisted: unknown).
+    fn recover(&self, _servers: Vec<ServerSpec>) -> BoxFuture<'_, Vec<(String, Power)>> {
+        done(Vec::new())
+    }
+    /// The power of these servers' machines now (unlisted: unknown); cheap, called periodically.
+    fn power(&self, _ids: Vec<String>) -> Vec<(String, Power)> {
+        Vec::new()
+    }
+    /// The floating IPs that now point at the server: its ports answer on them too.
+    fn set_floating_ips(
+        &self,
+        _id: String,
+        _addrs: Vec<String>,
+    ) -> BoxFuture<'_, DriverResult<()>> {
+        done(Ok(()))
+    }
+    /// Attaches a volume's file to the server (live when it runs).
+    fn attach_volume(
+        &self,
+        _id: String,
+        _volume_id: String,
+        _path: PathBuf,
+    ) -> BoxFuture<'_, DriverResult<()>> {
+        done(Ok(()))
+    }
+    fn detach_volume(&self, _id: String, _volume_id: String) -> BoxFuture<'_, DriverResult<()>> {
+        done(Ok(()))
+    }
+    /// Facts the server's metadata shows after an operation (accelerator, where SSH answers).
+    fn metadata(&self, _id: &str) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+    fn limits(&self) -> Option<DriverLimits> {
+        None
+    }
+    /// At sandbox shutdown: stops the machines; returns the ids of the servers it stopped.
+    fn shutdown(&self) -> BoxFuture<'_, Vec<String>> {
+        done(Vec::new())
+    }
 }
 
 /// How long the pretend operations take.
@@ -121,11 +190,21 @@ impl Delays {
 /// Servers that are only states: the root disk is a copy of the image, snapshots copy it back.
 pub struct StateMachineDriver {
     delays: Delays,
+    /// Why there are no real machines, when it was not asked for.
+    why: Option<String>,
 }
 
 impl StateMachineDriver {
     pub fn new(delays: Delays) -> StateMachineDriver {
-        StateMachineDriver { delays }
+        StateMachineDriver { delays, why: None }
+    }
+
+    /// The state machine standing in for real machines that cannot be had, and why.
+    pub fn instead(delays: Delays, why: String) -> StateMachineDriver {
+        StateMachineDriver {
+            delays,
+            why: Some(why),
+        }
     }
 }
 
@@ -171,6 +250,13 @@ fn boot_log(spec: &ServerSpec) -> Vec<String> {
 }
 
 impl ComputeDriver for StateMachineDriver {
+    fn describe(&self) -> String {
+        match &self.why {
+            Some(why) => format!("states only, no virtual machines ({why})"),
+            None => "states only, no virtual machines".into(),
+        }
+    }
+
     fn create(&self, spec: ServerSpec) -> BoxFuture<'_, DriverResult<()>> {
         Box::pin(async move {
             if let Some(image) = &spec.image_file

@@ -29,6 +29,8 @@ pub enum SandboxError {
     Bind { port: u16, source: io::Error },
     #[error("the sandbox HTTP server stopped: {0}")]
     Serve(io::Error),
+    #[error("the sandbox's virtual machines: {0}")]
+    Machines(String),
 }
 
 /// The services of the sandbox, named as in the Keystone catalog (`object-store`, ...).

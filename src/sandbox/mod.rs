@@ -5,8 +5,8 @@
 //! error formats of the OpenStack API reference, so that the real `openstack` client works.
 //!
 //! Everything persists under a data directory; lifecycles take small configurable delays; a
-//! [`FaultPlan`] injects failures. Servers are run by a [`ComputeDriver`]: by default a state
-//! machine, later real QEMU virtual machines.
+//! [`FaultPlan`] injects failures. Servers are run by a [`ComputeDriver`]: real QEMU virtual
+//! machines ([`qemu`]) when QEMU is installed, else a state machine (see [`Machines`]).
 
 pub mod compute;
 pub mod driver;
@@ -18,6 +18,7 @@ pub mod image;
 pub mod network;
 pub mod object;
 pub mod orchestration;
+pub mod qemu;
 pub mod store;
 pub mod util;
 pub mod volume;
@@ -38,7 +39,9 @@ use tokio::task::JoinSet;
 
 use crate::openstack::config::Secret;
 
-pub use driver::{ComputeDriver, Delays, DriverError, Nic, ServerSpec, StateMachineDriver};
+pub use driver::{
+    ComputeDriver, Delays, DriverError, DriverLimits, Nic, Power, ServerSpec, StateMachineDriver,
+};
 pub use error::{ApiError, SandboxError, Service};
 pub use faults::{FaultPlan, FaultRule, Faults, ServerError, SnapshotFailure};
 
@@ -54,8 +57,23 @@ pub struct SandboxOptions {
     pub state_delays: Delays,
     /// How long a token lives.
     pub token_ttl: Duration,
-    /// Runs the servers; the state machine when None.
+    /// What runs the servers, unless `driver` is given.
+    pub machines: Machines,
+    /// A driver of the caller's, used whatever `machines` says.
     pub driver: Option<Arc<dyn ComputeDriver>>,
+}
+
+/// What runs the sandbox's servers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Machines {
+    /// QEMU virtual machines when qemu-system-x86_64 and qemu-img are installed, else the state
+    /// machine (the log says which, and why).
+    #[default]
+    Auto,
+    /// QEMU virtual machines, or a failure to start.
+    Qemu,
+    /// States and delays only: fast, for API tests.
+    StateMachine,
 }
 
 impl SandboxOptions {
@@ -65,6 +83,7 @@ impl SandboxOptions {
             port: 0,
             state_delays: Delays::default(),
             token_ttl: Duration::from_secs(3600),
+            machines: Machines::Auto,
             driver: None,
         }
     }
@@ -122,7 +141,8 @@ pub struct Sandbox {
 
 impl Drop for Sandbox {
     /// A sandbox dropped without `shutdown` stops serving (its stop channel closes) and
-    /// abandons its background steps, which would otherwise keep it alive.
+    /// abandons its background steps, which would otherwise keep it alive. Its virtual machines
+    /// keep running (a kept builder stays reachable) and the next start adopts them.
     fn drop(&mut self) {
         self.ctx
             .tasks
@@ -145,10 +165,7 @@ pub async fn start(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
         port: opts.port,
         source,
     })?;
-    let driver = opts
-        .driver
-        .clone()
-        .unwrap_or_else(|| Arc::new(StateMachineDriver::new(opts.state_delays)));
+    let driver = qemu::select(&opts).await?;
     let ctx = Arc::new(Ctx {
         store,
         base: format!("http://{addr}"),
@@ -162,11 +179,14 @@ pub async fn start(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
     if ctx.store.fresh {
         network::seed(&ctx)?;
     }
+    compute::reconcile_machines(&ctx).await;
     compute::recover(&ctx);
     image::recover(&ctx);
     volume::recover(&ctx);
     orchestration::recover(&ctx);
     compute::watch_faults(&ctx);
+    compute::watch_power(&ctx);
+    network::sync_floating_ips(&ctx).await;
     ctx.store.save_now()?;
 
     let app = app(ctx.clone());
@@ -178,7 +198,7 @@ pub async fn start(opts: SandboxOptions) -> Result<Sandbox, SandboxError> {
             })
             .await
     });
-    tracing::info!(url = %ctx.base, data_dir = %opts.data_dir.display(), "sandbox cloud started");
+    tracing::info!(url = %ctx.base, data_dir = %opts.data_dir.display(), machines = %ctx.driver.describe(), "sandbox cloud started");
     Ok(Sandbox {
         ctx,
         addr,
@@ -251,6 +271,11 @@ impl Sandbox {
         format!("clouds:\n{}", self.clouds_yaml_entry(name))
     }
 
+    /// What runs the servers, in one line (QEMU and its accelerator, or the state machine).
+    pub fn machines(&self) -> String {
+        self.ctx.driver.describe()
+    }
+
     pub fn faults(&self) -> FaultPlan {
         self.ctx.faults.clone()
     }
@@ -261,8 +286,8 @@ impl Sandbox {
         self.shutdown().await;
     }
 
-    /// Stops serving, abandons the lifecycle steps under way (the next start resumes them) and
-    /// leaves the state on disk.
+    /// Stops serving, abandons the lifecycle steps under way (the next start resumes them),
+    /// stops the virtual machines (their servers become SHUTOFF) and leaves the state on disk.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -277,6 +302,7 @@ impl Sandbox {
         let mut tasks =
             std::mem::take(&mut *self.ctx.tasks.lock().unwrap_or_else(|p| p.into_inner()));
         tasks.shutdown().await;
+        compute::stop_machines(&self.ctx).await;
         if let Err(e) = self.ctx.store.save_now() {
             tracing::warn!("{e}");
         }

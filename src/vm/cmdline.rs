@@ -18,6 +18,9 @@ use serde_json::json;
 use crate::vm::layout::MachinePaths;
 use crate::vm::spec::{AttachedVolume, MachineRecord};
 
+/// The id of the user-mode network backend, which `hostfwd_add` names.
+pub const NETDEV: &str = "net0";
+
 /// QEMU option values separate with commas; a literal comma is written twice.
 pub fn escape(value: &str) -> String {
     value.replace(',', ",,")
@@ -73,7 +76,7 @@ pub fn qemu_args(record: &MachineRecord, paths: &MachinePaths) -> Vec<OsString> 
     push(&["-pidfile", &paths.pid.display().to_string(), "-daemonize"]);
 
     let file = |p: &std::path::Path| json!({"driver": "file", "filename": p});
-    let root = json!({"driver": "qcow2", "node-name": "root", "file": file(&spec.root_disk)});
+    let root = json!({"driver": spec.root_format.as_str(), "node-name": "root", "file": file(&spec.root_disk)});
     push(&["-blockdev", &root.to_string()]);
     push(&[
         "-device",
@@ -90,12 +93,15 @@ pub fn qemu_args(record: &MachineRecord, paths: &MachinePaths) -> Vec<OsString> 
     }
 
     let hostname = dhcp_hostname(&spec.name);
+    let rules: Vec<String> = if record.forwards.is_empty() {
+        vec![format!("tcp:{}:{}-:22", record.ssh.addr, record.ssh.port)]
+    } else {
+        record.forwards.iter().map(|f| f.rule()).collect()
+    };
+    let hostfwd: String = rules.iter().map(|r| format!(",hostfwd={r}")).collect();
     push(&[
         "-netdev",
-        &format!(
-            "user,id=net0,hostname={hostname},hostfwd=tcp:{}:{}-:22",
-            record.ssh.addr, record.ssh.port
-        ),
+        &format!("user,id={NETDEV},hostname={hostname}{hostfwd}"),
         "-device",
         &format!("virtio-net-pci,netdev=net0,id=net0-dev,mac={}", record.mac),
     ]);
@@ -165,7 +171,7 @@ fn dhcp_hostname(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::vm::Accel;
-    use crate::vm::net::SshEndpoint;
+    use crate::vm::net::{Forward, SshEndpoint};
     use crate::vm::spec::{DiskFormat, KernelBoot, MachineSpec, VolumeSpec};
     use std::path::{Path, PathBuf};
 
@@ -185,6 +191,9 @@ mod tests {
                     initrd: None,
                     append: "console=ttyS0".into(),
                 }),
+                root_format: DiskFormat::Qcow2,
+                bind_addr: None,
+                forward_ports: vec![],
             },
             volumes: vec![AttachedVolume {
                 slot: 0,
@@ -201,6 +210,8 @@ mod tests {
             },
             accel: Accel::Tcg,
             mac: "52:54:00:01:02:03".into(),
+            forwards: vec![],
+            extra_addrs: vec![],
         }
     }
 
@@ -245,5 +256,39 @@ mod tests {
             ["user,id=net0,hostname=web--1,hostfwd=tcp:127.42.0.2:22-:22"]
         );
         assert_eq!(after("-append"), ["console=ttyS0"]);
+    }
+
+    #[test]
+    fn every_forward_is_a_hostfwd_and_a_raw_root_is_raw() {
+        let mut r = record();
+        r.spec.root_format = DiskFormat::Raw;
+        let fwd = |addr: &str, host_addr: &str, host_port, guest_port| Forward {
+            addr: addr.parse().unwrap(),
+            host_addr: host_addr.parse().unwrap(),
+            host_port,
+            guest_port,
+            note: None,
+        };
+        r.forwards = vec![
+            fwd("127.42.0.3", "127.42.0.3", 22, 22),
+            fwd("127.42.0.3", "127.0.0.1", 40080, 80),
+            fwd("127.43.0.9", "127.43.0.9", 22, 22),
+        ];
+        let args: Vec<String> = qemu_args(&r, &MachinePaths::new(Path::new("/s"), "m1"))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let i = args.iter().position(|a| a == "-netdev").unwrap();
+        assert_eq!(
+            args[i + 1],
+            "user,id=net0,hostname=web--1,hostfwd=tcp:127.42.0.3:22-:22,\
+             hostfwd=tcp:127.0.0.1:40080-:80,hostfwd=tcp:127.43.0.9:22-:22"
+        );
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("{\"driver\":\"raw\"")
+                    && a.contains("\"node-name\":\"root\"")),
+            "{args:?}"
+        );
     }
 }

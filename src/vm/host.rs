@@ -245,12 +245,19 @@ impl VmHost {
                 note: None,
             },
         };
+        // Floating addresses belong to the server, not to one launch.
+        let extra_addrs = previous
+            .as_ref()
+            .map(|m| m.record().extra_addrs)
+            .unwrap_or_default();
         let record = MachineRecord {
             mac: spec.mac.clone().unwrap_or_else(|| spec::derived_mac(&id)),
             spec,
             volumes,
             ssh,
             accel: self.shared.accel.accel,
+            forwards: Vec::new(),
+            extra_addrs,
         };
         // Keep the existing handle, so that clones held elsewhere see the new record.
         let is_new = previous.is_none();

@@ -23,7 +23,7 @@ use crate::vm::error::{Ctx, Result, VmError, VmErrorKind};
 use crate::vm::host::Shared;
 use crate::vm::hygiene::{process_alive, read_pid_file, signal, wait_exit};
 use crate::vm::layout::MachinePaths;
-use crate::vm::net::{self, SshEndpoint};
+use crate::vm::net::SshEndpoint;
 use crate::vm::probe::Accel;
 use crate::vm::qmp::Qmp;
 use crate::vm::spec::MachineRecord;
@@ -300,13 +300,11 @@ impl Machine {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let preferred = (attempt == 1).then(|| self.ssh()).filter(|s| s.port != 0);
-            let taken = host.taken_addresses(&self.inner.id);
-            let ssh = net::allocate(host.config.loopback_prefix, &taken, preferred.as_ref())
-                .ctx(&self.inner.id, op)?;
+            let (ssh, forwards) = self.plan_forwards(&host, attempt)?;
             {
                 let mut rec = lock(&self.inner.record);
                 rec.ssh = ssh;
+                rec.forwards = forwards;
                 rec.accel = host.accel.accel;
             }
             self.save_record(op)?;

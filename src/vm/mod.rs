@@ -23,7 +23,8 @@
 //!
 //! Networking is QEMU user-mode networking (no root, no bridge): the guest gets 10.0.2.15 by DHCP
 //! and reaches out through QEMU's NAT; the host reaches the guest's SSH through a per-machine
-//! loopback forward (see [`net`] for what changes without root).
+//! loopback forward, or the spec's ports on its own `bind_addr` plus extra (floating) addresses
+//! changed live with `set_extra_addrs` (see [`net`] for what changes without root).
 //!
 //! Measured here (2 shared cores, TCG; `cargo test --test vm -- --nocapture` prints them): the probe
 //! takes 5 s (its KVM timeout: KVM hangs), the tiny test guest is up (DHCP, port 22) 3.3 s after
@@ -32,6 +33,7 @@
 pub mod cmdline;
 pub mod disk;
 pub mod error;
+pub mod forward;
 pub mod host;
 pub mod hygiene;
 pub mod layout;
@@ -48,7 +50,7 @@ pub use error::{VmError, VmErrorKind};
 pub use host::{HostConfig, VmHost};
 pub use hygiene::Reconciled;
 pub use machine::{Machine, MachineStatus, PowerState, RebootKind, StopOutcome};
-pub use net::SshEndpoint;
+pub use net::{Forward, SshEndpoint};
 pub use probe::{Accel, AccelProbe};
 pub use quota::Quota;
 pub use spec::{AttachedVolume, DiskFormat, KernelBoot, MachineRecord, MachineSpec, VolumeSpec};

@@ -9,6 +9,11 @@
 //! `<address>:22`, and if that is refused (EACCES) it falls back to `127.0.0.1:<free port>` and
 //! says so in [`SshEndpoint::note`]. Free-port picking races with other programs; a launch whose
 //! forward cannot be bound is retried with a new endpoint.
+//!
+//! A machine whose spec names its own address (`bind_addr`, a sandbox server's fixed IP) forwards
+//! each of its ports there instead ([`forwards_on`]), each port falling back on its own; extra
+//! addresses (floating IPs) forward the same ports, added and removed live (see
+//! [`crate::vm::forward`]).
 
 use std::collections::HashSet;
 use std::io::ErrorKind;
@@ -75,6 +80,63 @@ pub fn allocate(
     fallback("no loopback address left with port 22 free".to_string())
 }
 
+/// One host-to-guest TCP forward. `addr` is the address it serves (the machine's own, or a
+/// floating one); `host_addr:host_port` is where it is bound, which differs when that was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    pub addr: Ipv4Addr,
+    pub host_addr: Ipv4Addr,
+    pub host_port: u16,
+    pub guest_port: u16,
+    /// Why this is not `addr:guest_port`, when it is not.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+impl Forward {
+    /// QEMU's `hostfwd` rule: `tcp:127.42.0.2:22-:22`.
+    pub fn rule(&self) -> String {
+        format!(
+            "tcp:{}:{}-:{}",
+            self.host_addr, self.host_port, self.guest_port
+        )
+    }
+}
+
+/// Forwards for `ports` on `addr`, each `addr:port` when it binds, else `127.0.0.1:<free port>`
+/// with the reason in its note (port 22, 80 and 443 need root or CAP_NET_BIND_SERVICE; the address
+/// may be busy, or not local at all when it is not a loopback one).
+pub fn forwards_on(addr: Ipv4Addr, ports: &[u16]) -> std::io::Result<Vec<Forward>> {
+    ports
+        .iter()
+        .map(|&port| match can_bind(addr, port) {
+            Ok(()) => Ok(Forward {
+                addr,
+                host_addr: addr,
+                host_port: port,
+                guest_port: port,
+                note: None,
+            }),
+            Err(e) => {
+                let why = match e.kind() {
+                    ErrorKind::PermissionDenied => {
+                        format!("binding {addr}:{port} needs root or CAP_NET_BIND_SERVICE")
+                    }
+                    _ => format!("{addr}:{port}: {e}"),
+                };
+                let fb = fallback(why)?;
+                Ok(Forward {
+                    addr,
+                    host_addr: fb.addr,
+                    host_port: fb.port,
+                    guest_port: port,
+                    note: fb.note,
+                })
+            }
+        })
+        .collect()
+}
+
 fn fallback(why: String) -> std::io::Result<SshEndpoint> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     let port = listener.local_addr()?.port();
@@ -115,6 +177,35 @@ mod tests {
             );
         }
         assert_eq!(allocate([42, 200], &taken, Some(&a)).unwrap(), a);
+    }
+
+    #[test]
+    fn forwards_fall_back_per_port() {
+        let addr = Ipv4Addr::new(127, 42, 202, 7);
+        let busy = TcpListener::bind((addr, 0)).unwrap();
+        let taken = busy.local_addr().unwrap().port();
+        let free = TcpListener::bind((addr, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let got = forwards_on(addr, &[free, taken]).unwrap();
+        assert_eq!(
+            (got[0].host_addr, got[0].host_port, got[0].note.clone()),
+            (addr, free, None)
+        );
+        assert_eq!(
+            (got[1].host_addr, got[1].guest_port),
+            (Ipv4Addr::LOCALHOST, taken)
+        );
+        assert!(
+            got[1].note.as_deref().unwrap_or("").contains("127.0.0.1:"),
+            "{got:?}"
+        );
+        assert_eq!(got[0].rule(), format!("tcp:{addr}:{free}-:{free}"));
+        // Not a local address at all.
+        let far = forwards_on(Ipv4Addr::new(10, 200, 0, 5), &[2222]).unwrap();
+        assert_eq!(far[0].host_addr, Ipv4Addr::LOCALHOST);
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! What a machine is made of (the caller's spec) and what is recorded about it on disk.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::vm::net::SshEndpoint;
+use crate::vm::net::{Forward, SshEndpoint};
 use crate::vm::probe::Accel;
 
 /// A disk image format QEMU opens.
@@ -56,6 +57,9 @@ pub struct MachineSpec {
     pub memory_mib: u64,
     /// The root disk: a qcow2 overlay over the image, see [`crate::vm::disk::create_overlay`].
     pub root_disk: PathBuf,
+    /// The root disk's format: qcow2 for an overlay, raw for some boot volumes.
+    #[serde(default)]
+    pub root_format: DiskFormat,
     /// An OpenStack config drive (ISO 9660 labelled `config-2`), attached as an IDE CD-ROM like
     /// Nova's libvirt driver does, so that it takes no virtio disk name and volumes start at vdb.
     pub config_drive: Option<PathBuf>,
@@ -66,6 +70,24 @@ pub struct MachineSpec {
     pub mac: Option<String>,
     #[serde(default)]
     pub kernel: Option<KernelBoot>,
+    /// The host address the guest's ports are forwarded on (a server's own loopback address);
+    /// `None` allocates `127.<prefix>.H.L` for port 22 (see [`crate::vm::net`]).
+    #[serde(default)]
+    pub bind_addr: Option<Ipv4Addr>,
+    /// Guest TCP ports forwarded from `bind_addr` (same port numbers); empty means 22 only.
+    #[serde(default)]
+    pub forward_ports: Vec<u16>,
+}
+
+impl MachineSpec {
+    /// The guest ports forwarded: the spec's, or 22.
+    pub fn ports(&self) -> Vec<u16> {
+        if self.forward_ports.is_empty() {
+            vec![22]
+        } else {
+            self.forward_ports.clone()
+        }
+    }
 }
 
 /// A volume attached to a machine, with the slot that names its QEMU nodes (`vol<slot>`).
@@ -95,6 +117,14 @@ pub struct MachineRecord {
     pub accel: Accel,
     /// The MAC actually used (the spec's, or the derived one).
     pub mac: String,
+    /// Every host-to-guest forward as bound at the last start (for a machine without
+    /// `bind_addr`, the allocated SSH one), plus floating ones added since. Empty in records
+    /// written before forwards existed: their one forward is `ssh`.
+    #[serde(default)]
+    pub forwards: Vec<Forward>,
+    /// More host addresses forwarding the same ports (floating IPs), kept across restarts.
+    #[serde(default)]
+    pub extra_addrs: Vec<Ipv4Addr>,
 }
 
 /// Checks what can be checked before QEMU runs; the message names the offending field.
@@ -174,6 +204,9 @@ mod tests {
             volumes: vec![],
             mac: None,
             kernel: None,
+            root_format: DiskFormat::Qcow2,
+            bind_addr: None,
+            forward_ports: vec![],
         }
     }
 

@@ -1,10 +1,13 @@
 //! Builds the tiny test guest at test time: the host's kernel plus an initramfs of a static busybox
 //! whose init prints to the serial console, loads the virtio and ACPI button modules, takes a DHCP
 //! lease, answers on port 22 with an SSH-like banner, powers off on the ACPI power button (unless
-//! `tiny.acpi=off` is on the kernel command line), and prints `/sys/block` whenever it changes.
+//! `tiny.acpi=off` is on the kernel command line), prints what its config drive (the CD-ROM
+//! labelled `config-2`) holds, and prints `/sys/block` whenever it changes.
 //!
 //! Needs: a kernel (`/boot/vmlinuz-*` with its `/lib/modules/<version>`, or `VM_TEST_KERNEL` and
 //! `VM_TEST_MODULES`) and Debian's busybox-static (`/bin/busybox`, statically linked).
+//! [`build_disk`] makes it a bootable disk image, as a cloud image is (syslinux, mtools,
+//! dosfstools).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,17 @@ pub struct TinyGuest {
 pub const BANNER: &str = "SSH-2.0-tiny-guest";
 
 /// Modules the guest needs (with their dependencies), unless built into the kernel.
-const MODULES: &[&str] = &["virtio_pci", "virtio_net", "virtio_blk", "button", "evdev"];
+const MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_net",
+    "virtio_blk",
+    "button",
+    "evdev",
+    // The config drive: an IDE CD-ROM with an ISO 9660 file system.
+    "ata_piix",
+    "sr_mod",
+    "isofs",
+];
 
 const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mount -t proc proc /proc
@@ -38,6 +51,18 @@ else
   echo "tiny-guest: dhcp failed"
 fi
 (while true; do echo "SSH-2.0-tiny-guest" | nc -l -p 22 >/dev/null 2>&1; done) &
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/sr0 ] && break; sleep 0.2; done
+if [ -b /dev/sr0 ]; then
+  echo "tiny-guest: config drive label $(dd if=/dev/sr0 bs=1 skip=32808 count=32 2>/dev/null | tr -d ' ')"
+  mkdir -p /mnt/cd
+  if mount -t iso9660 -o ro /dev/sr0 /mnt/cd 2>/dev/null; then
+    echo "tiny-guest: versions $(ls /mnt/cd/openstack | tr '\n' ' ')"
+    echo "tiny-guest: meta_data $(sed 's/"random_seed":"[^"]*",//' /mnt/cd/openstack/latest/meta_data.json)"
+    echo "tiny-guest: network_data $(cat /mnt/cd/openstack/latest/network_data.json)"
+    [ -f /mnt/cd/openstack/latest/user_data ] && echo "tiny-guest: user_data $(head -c 200 /mnt/cd/openstack/latest/user_data | tr '\n' ' ')"
+    umount /mnt/cd
+  fi
+fi
 if grep -q tiny.acpi=off /proc/cmdline; then
   echo "tiny-guest: ignoring the power button"
 else
@@ -109,6 +134,7 @@ pub fn build(dir: &Path) -> Result<TinyGuest, String> {
         "etc",
         "lib",
         "lib/modules",
+        "mnt",
         "proc",
         "root",
         "sys",
@@ -135,6 +161,72 @@ pub fn build(dir: &Path) -> Result<TinyGuest, String> {
     let initrd = dir.join("tiny-initrd.cpio");
     std::fs::write(&initrd, cpio.finish()).map_err(|e| format!("{}: {e}", initrd.display()))?;
     Ok(TinyGuest { kernel, initrd })
+}
+
+/// Makes `guest` a bootable raw disk image, `tiny-disk.raw` in `dir`, as simply as a disk can
+/// be: a FAT file system over the whole disk (no partition table) holding the kernel, the
+/// initramfs and syslinux, whose boot sector SeaBIOS runs. Built without mounting (mtools).
+#[allow(dead_code)] // tests/vm.rs boots the kernel directly.
+pub fn build_disk(dir: &Path, guest: &TinyGuest) -> Result<PathBuf, String> {
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len())
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let kib = (size(&guest.kernel)? + size(&guest.initrd)?) / 1024 + 8 * 1024;
+    let disk = dir.join("tiny-disk.raw");
+    let _ = std::fs::remove_file(&disk);
+    let cfg = dir.join("syslinux.cfg");
+    std::fs::write(
+        &cfg,
+        "DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  KERNEL /vmlinuz\n  INITRD /initrd\n  \
+         APPEND console=ttyS0 panic=-1 quiet\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let image = disk.display().to_string();
+    let kib = kib.to_string();
+    let steps: [(&str, Vec<&str>, &str); 5] = [
+        (
+            "mkfs.vfat",
+            vec!["-n", "TINYGUEST", "-C", &image, &kib],
+            "dosfstools",
+        ),
+        (
+            "mcopy",
+            vec!["-i", &image, path_str(&guest.kernel)?, "::/vmlinuz"],
+            "mtools",
+        ),
+        (
+            "mcopy",
+            vec!["-i", &image, path_str(&guest.initrd)?, "::/initrd"],
+            "mtools",
+        ),
+        (
+            "mcopy",
+            vec!["-i", &image, path_str(&cfg)?, "::/syslinux.cfg"],
+            "mtools",
+        ),
+        ("syslinux", vec!["--install", &image], "syslinux"),
+    ];
+    for (tool, args, package) in steps {
+        let out = std::process::Command::new(tool)
+            .args(&args)
+            .output()
+            .map_err(|e| format!("{tool}: {e} (apt-get install {package})"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{tool} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    Ok(disk)
+}
+
+#[allow(dead_code)]
+fn path_str(p: &Path) -> Result<&str, String> {
+    p.to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", p.display()))
 }
 
 /// The modules to load, dependencies first, from `modules.dep` (built-in ones are skipped).

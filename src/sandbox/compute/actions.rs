@@ -58,6 +58,7 @@ fn finish(
         match &result {
             Ok(()) => {
                 ok(s);
+                s.metadata.extend(ctx.driver.metadata(id));
                 s.task_state = None;
                 s.updated = Utc::now();
             }
@@ -422,6 +423,10 @@ async fn run_snapshot(ctx: Shared, id: String, image_id: String) {
     let landed = ctx.store.mutate(SVC, |d| {
         if let Some(image) = d.images.get_mut(&image_id) {
             image.status = "active".into();
+            // The driver decides the snapshot's format (QEMU's is qcow2 whatever the base's).
+            if file.head.starts_with(b"QFI\xfb") {
+                image.disk_format = Some("qcow2".into());
+            }
             image.size = Some(file.size);
             image.virtual_size = Some(util::virtual_size(&file.head, file.size));
             image.checksum = Some(file.md5.clone());
@@ -577,6 +582,7 @@ pub async fn attach(
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let attachment = attach_volume(&ctx, &id, &volume_id, delete_on_termination)?;
+    super::machines::attach_volume(&ctx, &id, &volume_id).await?;
     let view = attachment_view(&id, &attachment, mv);
     Ok(axum::Json(json!({ "volumeAttachment": view })).into_response())
 }
@@ -639,6 +645,7 @@ pub async fn detach(
     State(ctx): State<Shared>,
     Path((id, volume)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
+    super::machines::detach_volume(&ctx, &id, &volume).await?;
     detach_volume(&ctx, &id, &volume)?;
     Ok(StatusCode::ACCEPTED)
 }

@@ -5,6 +5,7 @@
 mod actions;
 mod flavors;
 mod keypairs;
+mod machines;
 mod servers;
 
 use axum::Router;
@@ -23,6 +24,7 @@ pub(crate) use actions::{recover, watch_faults};
 pub use actions::{attach_volume, detach_volume};
 pub use flavors::{FLAVORS, Flavor};
 pub use keypairs::{create_keypair, delete_keypair};
+pub(crate) use machines::{reconcile_machines, stop_machines, watch_power};
 pub use servers::{create_server, delete_server, status as server_status, view as server_view};
 
 const SVC: Service = Service::Compute;
@@ -216,10 +218,11 @@ pub const MAX_RAM: u64 = 51200;
 
 async fn limits(State(ctx): State<Shared>, axum::Extension(mv): axum::Extension<Mv>) -> Response {
     let (instances, cores, ram, _) = usage(&ctx);
+    let (max_instances, max_cores, max_ram) = machines::quota_limits(&ctx);
     let mut absolute = json!({
-        "maxImageMeta": 128, "maxServerMeta": 128, "maxTotalCores": MAX_CORES,
-        "maxTotalInstances": MAX_INSTANCES, "maxTotalKeypairs": 100,
-        "maxTotalRAMSize": MAX_RAM, "maxServerGroups": 10, "maxServerGroupMembers": 10,
+        "maxImageMeta": 128, "maxServerMeta": 128, "maxTotalCores": max_cores,
+        "maxTotalInstances": max_instances, "maxTotalKeypairs": 100,
+        "maxTotalRAMSize": max_ram, "maxServerGroups": 10, "maxServerGroupMembers": 10,
         "totalCoresUsed": cores, "totalInstancesUsed": instances, "totalRAMUsed": ram,
         "totalServerGroupsUsed": 0
     });
@@ -251,13 +254,14 @@ fn usage(ctx: &Shared) -> (u64, u64, u64, u64) {
     })
 }
 
-fn quotas(mv: Mv) -> Vec<(&'static str, u64)> {
+fn quotas(ctx: &Shared, mv: Mv) -> Vec<(&'static str, u64)> {
+    let (max_instances, max_cores, max_ram) = machines::quota_limits(ctx);
     let mut q = vec![
-        ("cores", MAX_CORES),
-        ("instances", MAX_INSTANCES),
+        ("cores", max_cores),
+        ("instances", max_instances),
         ("key_pairs", 100),
         ("metadata_items", 128),
-        ("ram", MAX_RAM),
+        ("ram", max_ram),
         ("server_groups", 10),
         ("server_group_members", 10),
     ];
@@ -280,12 +284,13 @@ fn quotas(mv: Mv) -> Vec<(&'static str, u64)> {
 }
 
 async fn quota_set(
+    State(ctx): State<Shared>,
     axum::Extension(mv): axum::Extension<Mv>,
     axum::extract::Path(project): axum::extract::Path<String>,
 ) -> Response {
     let mut set = serde_json::Map::new();
     set.insert("id".into(), json!(project));
-    for (name, limit) in quotas(mv) {
+    for (name, limit) in quotas(&ctx, mv) {
         set.insert(name.into(), json!(limit));
     }
     axum::Json(json!({ "quota_set": set })).into_response()
@@ -299,7 +304,7 @@ async fn quota_detail(
     let (instances, cores, ram, keypairs) = usage(&ctx);
     let mut set = serde_json::Map::new();
     set.insert("id".into(), json!(project));
-    for (name, limit) in quotas(mv) {
+    for (name, limit) in quotas(&ctx, mv) {
         let used = match name {
             "instances" => instances,
             "cores" => cores,

@@ -12,7 +12,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::flavors::{self, Flavor};
-use super::{MAX_CORES, MAX_INSTANCES, MAX_RAM, Mv, SVC, actions, bad_request, links, not_found};
+use super::{Mv, SVC, actions, bad_request, links, machines, not_found};
 use crate::sandbox::driver::{Nic, ServerSpec};
 use crate::sandbox::error::{ApiError, ApiResult};
 use crate::sandbox::identity::AuthContext;
@@ -61,8 +61,22 @@ pub fn spec(ctx: &Shared, d: &Data, s: &Server) -> ServerSpec {
     let nics = s
         .ports
         .iter()
-        .filter_map(|(port, _)| network::port_nic(d, port))
-        .map(|(network, mac, ip)| Nic { network, mac, ip })
+        .filter_map(|(port, _)| {
+            let (network, mac, ip) = network::port_nic(d, port)?;
+            let network_id = d
+                .net_get("ports", port)?
+                .get("network_id")?
+                .as_str()?
+                .into();
+            let port_id = port.clone();
+            Some(Nic {
+                network,
+                mac,
+                ip,
+                port_id,
+                network_id,
+            })
+        })
         .collect();
     ServerSpec {
         id: s.id.clone(),
@@ -83,6 +97,7 @@ pub fn spec(ctx: &Shared, d: &Data, s: &Server) -> ServerSpec {
         metadata: s.metadata.clone(),
         nics,
         config_drive: s.config_drive,
+        project_id: d.identity.project_id.clone(),
     }
 }
 
@@ -589,6 +604,7 @@ pub fn create_server(
     }
     let admin_pass = util::random_string(12);
     let id = util::new_id();
+    let (max_instances, max_cores, max_ram) = machines::quota_limits(ctx);
     let body = ctx.store.mutate(SVC, |d| {
         let image = d
             .images
@@ -650,20 +666,20 @@ pub fn create_server(
             ram += f.ram;
         }
         let used = d.servers.len() as u64;
-        if used >= MAX_INSTANCES {
+        if used >= max_instances {
             return Err(ApiError::new(SVC, StatusCode::FORBIDDEN, format!(
-                "Quota exceeded for instances: Requested 1, but already used {used} of {MAX_INSTANCES} instances"
+                "Quota exceeded for instances: Requested 1, but already used {used} of {max_instances} instances"
             )));
         }
-        if cores > MAX_CORES {
+        if cores > max_cores {
             return Err(ApiError::new(SVC, StatusCode::FORBIDDEN, format!(
-                "Quota exceeded for cores: Requested {}, but already used {} of {MAX_CORES} cores",
+                "Quota exceeded for cores: Requested {}, but already used {} of {max_cores} cores",
                 flavor.vcpus, cores - u64::from(flavor.vcpus)
             )));
         }
-        if ram > MAX_RAM {
+        if ram > max_ram {
             return Err(ApiError::new(SVC, StatusCode::FORBIDDEN, format!(
-                "Quota exceeded for ram: Requested {}, but already used {} of {MAX_RAM} ram",
+                "Quota exceeded for ram: Requested {}, but already used {} of {max_ram} ram",
                 flavor.ram, ram - flavor.ram
             )));
         }

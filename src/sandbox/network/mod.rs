@@ -2,6 +2,7 @@
 //! floating IPs, routers and their interfaces, extensions and quotas. Resources are kept as
 //! their JSON bodies, so listing filters on any attribute exactly as Neutron does.
 
+mod floating;
 mod nova;
 mod resources;
 
@@ -18,6 +19,7 @@ use super::error::{ApiError, ApiResult, Service};
 use super::identity::AuthContext;
 use super::{Shared, parse_json, util};
 
+pub use floating::sync_floating_ips;
 pub use nova::{
     bind_port, create_server_port, default_network, network_name, port_is_free, port_nic,
     release_server_ports, server_addresses, server_ips,
@@ -327,6 +329,9 @@ async fn create(
     let singular = known(&collection)?;
     let request = body_of(&body, singular)?;
     let m = create_resource(&ctx, &auth.project_id, &collection, &request)?;
+    if collection == "floatingips" {
+        sync_floating_ips(&ctx).await;
+    }
     Ok((StatusCode::CREATED, axum::Json(json!({ singular: m }))).into_response())
 }
 
@@ -356,6 +361,9 @@ async fn update(
     let singular = known(&collection)?;
     let request = body_of(&body, singular)?;
     let m = update_resource(&ctx, &auth.project_id, &collection, &id, &request)?;
+    if collection == "floatingips" {
+        sync_floating_ips(&ctx).await;
+    }
     Ok(axum::Json(json!({ singular: m })).into_response())
 }
 
@@ -439,6 +447,9 @@ async fn delete(
     let id = clean(&id).to_string();
     known(&collection)?;
     delete_resource(&ctx, &collection, &id)?;
+    if collection == "floatingips" || collection == "ports" {
+        sync_floating_ips(&ctx).await;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

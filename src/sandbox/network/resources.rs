@@ -1016,8 +1016,10 @@ pub fn remove_interface(
     Ok(body)
 }
 
-/// The first devstack-like topology: `private` 10.0.0.0/24 behind `router1`, whose gateway is
-/// on `public` (external, 172.24.4.0/24, the floating IP pool), and a `default` security group.
+/// The first devstack-like topology: `private` behind `router1`, whose gateway is on `public`
+/// (external, the floating IP pool), and a `default` security group. Both subnets are loopback
+/// ranges, 127.42.0.0/24 and 127.43.0.0/24, so that every fixed and floating IP is an address of
+/// this host, where the QEMU driver forwards the server's ports.
 pub fn seed(ctx: &Shared) -> Result<(), SandboxError> {
     let result = ctx.store.mutate(SVC, |d| {
         let project = d.identity.project_id.clone();
@@ -1050,7 +1052,7 @@ pub fn seed(ctx: &Shared) -> Result<(), SandboxError> {
             d,
             "subnets",
             json!({"name": "private-subnet", "network_id": private,
-            "cidr": "10.0.0.0/24", "ip_version": 4}),
+            "cidr": "127.42.0.0/24", "ip_version": 4}),
         )?;
         let public = add(
             d,
@@ -1061,7 +1063,7 @@ pub fn seed(ctx: &Shared) -> Result<(), SandboxError> {
         add(
             d,
             "subnets",
-            json!({"name": "public-subnet", "network_id": public, "cidr": "172.24.4.0/24",
+            json!({"name": "public-subnet", "network_id": public, "cidr": "127.43.0.0/24",
             "ip_version": 4, "enable_dhcp": false}),
         )?;
         let router = add(
