@@ -68,3 +68,67 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A client for an in-process sandbox, with the sandbox's own credentials.
+pub async fn sandbox_cloud(
+    sandbox: &image_factory::sandbox::Sandbox,
+) -> image_factory::openstack::Cloud {
+    use image_factory::openstack::config::{CloudConfig, ConfigSources};
+    let env: std::collections::HashMap<String, String> = [
+        ("OS_AUTH_URL", sandbox.auth_url()),
+        ("OS_USERNAME", sandbox.username().to_string()),
+        ("OS_PASSWORD", sandbox.password().expose().to_string()),
+        ("OS_PROJECT_NAME", "admin".into()),
+        ("OS_USER_DOMAIN_NAME", "Default".into()),
+        ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let config = CloudConfig::resolve(
+        None,
+        &ConfigSources {
+            env,
+            search_dirs: vec![],
+        },
+    )
+    .unwrap()
+    .unwrap();
+    image_factory::openstack::Cloud::connect(&config)
+        .await
+        .unwrap()
+}
+
+/// Why a test that boots real Debian machines cannot run here, if it cannot.
+pub fn vm_skip_reason() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(1)
+        != 0
+    {
+        return Some("not root (debootstrap and chroot need it)".into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = [
+        "debootstrap",
+        "qemu-system-x86_64",
+        "qemu-img",
+        "mkfs.ext4",
+        "ssh",
+        "ssh-keygen",
+    ]
+    .into_iter()
+    .filter(|t| {
+        !std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .any(|d| d.join(t).is_file())
+    })
+    .collect();
+    (!missing.is_empty()).then(|| format!("missing {}", missing.join(", ")))
+}
+
+/// The data directory that holds the debootstrap cache shared by the tests that boot Debian.
+pub fn shared_vm_data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("osimage-boot")
+}
