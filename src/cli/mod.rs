@@ -267,15 +267,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => {
             let theme = crate::tui::theme::Theme::load(&catalog.root, &cli.theme)?;
             let rt = runtime()?;
-            // The console shows which cloud it would build in; a cloud that does not answer
-            // must not keep the catalog from showing.
-            let (cloud_line, connected) =
-                match rt.block_on(cloud::connect(cli.cloud.as_deref(), &data_dir)) {
-                    Ok(c) => (c.label.clone(), Some(c)),
-                    Err(e) => (format!("cloud: NOT CONNECTED: {e:#}"), None),
+            // The console shows which cloud it would build in; connecting (or starting the
+            // sandbox, whose QEMU probe takes seconds) must not keep the catalog from showing.
+            let cloud_line =
+                std::sync::Arc::new(std::sync::Mutex::new("cloud: connecting…".to_string()));
+            let line = cloud_line.clone();
+            let cloud_name = cli.cloud.clone();
+            let dir = data_dir.clone();
+            let connecting = rt.spawn(async move {
+                let connected = cloud::connect(cloud_name.as_deref(), &dir).await;
+                let text = match &connected {
+                    Ok(c) => c.label.clone(),
+                    Err(e) => format!("cloud: NOT CONNECTED: {e:#}"),
                 };
+                if let Ok(mut l) = line.lock() {
+                    *l = text;
+                }
+                connected.ok()
+            });
             crate::tui::run(&catalog, theme, &cloud_line)?;
-            if let Some(sandbox) = connected.and_then(|c| c.sandbox) {
+            if let Ok(Some(connected)) = rt.block_on(connecting)
+                && let Some(sandbox) = connected.sandbox
+            {
                 rt.block_on(sandbox.shutdown());
             }
             Ok(ExitCode::SUCCESS)

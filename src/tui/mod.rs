@@ -210,20 +210,34 @@ fn details(def: &Definition, theme: &Theme) -> Vec<Line<'static>> {
 }
 
 /// Runs the console until the operator quits; the terminal is restored whatever happens.
-pub fn run(catalog: &Catalog, theme: Theme, cloud_line: &str) -> std::io::Result<()> {
+/// `cloud_line` is updated by whoever connects to the cloud in the background: the screen shows
+/// the catalog at once and the cloud's line when it is known.
+pub fn run(
+    catalog: &Catalog,
+    theme: Theme,
+    cloud_line: &std::sync::Mutex<String>,
+) -> std::io::Result<()> {
+    let read_line = || cloud_line.lock().map(|l| l.clone()).unwrap_or_default();
     let mut terminal = ratatui::init();
-    let mut view = CatalogView::new(catalog, theme, cloud_line);
+    let mut view = CatalogView::new(catalog, theme, &read_line());
     let result = (|| -> std::io::Result<()> {
         terminal.draw(|f| view.draw(f))?;
         while !view.quit {
-            if !event::poll(INPUT_POLL_INTERVAL)? {
-                continue;
+            let mut redraw = false;
+            if event::poll(INPUT_POLL_INTERVAL)? {
+                redraw = match event::read()? {
+                    Event::Key(key) if key.kind == KeyEventKind::Press => {
+                        view.on_key(key) || view.quit
+                    }
+                    Event::Resize(..) => true,
+                    _ => false,
+                };
             }
-            let redraw = match event::read()? {
-                Event::Key(key) if key.kind == KeyEventKind::Press => view.on_key(key) || view.quit,
-                Event::Resize(..) => true,
-                _ => false,
-            };
+            let line = read_line();
+            if line != view.cloud_line {
+                view.cloud_line = line;
+                redraw = true;
+            }
             if redraw && !view.quit {
                 terminal.draw(|f| view.draw(f))?;
             }
