@@ -257,7 +257,7 @@ async fn servers_go_through_nova_states_and_snapshot() {
     let body = cloud.wait_for(&path, "/server/status", "ACTIVE").await;
     let address = &body["server"]["addresses"]["private"][0];
     assert_eq!(address["OS-EXT-IPS:type"], "fixed");
-    assert!(address["addr"].as_str().unwrap().starts_with("127.42.0."));
+    assert!(address["addr"].as_str().unwrap().starts_with("127.42."));
 
     // Microversions: echoed, and 2.47 embeds the flavor.
     let response = cloud
@@ -668,7 +668,7 @@ async fn neutron_floating_ips_reach_servers_through_router1() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(address.starts_with("127.43.0."));
+    assert!(address.starts_with("127.43."));
     let (status, fip) = cloud
         .call(
             Method::PUT,

@@ -134,7 +134,7 @@ async fn a_server_is_a_real_machine_from_boot_to_delete() {
     let server = api.wait_server(&id, "ACTIVE", 180).await;
     let active = t.elapsed();
     let ip = fixed_ip(&server);
-    assert!(ip.starts_with("127.42.0."), "{ip}");
+    assert!(ip.starts_with("127.42."), "{ip}");
     let to_ssh = t.elapsed() + ssh(&ip, 120).await;
     eprintln!("boot: ACTIVE in {active:?}, SSH banner on {ip}:22 {to_ssh:?} after the create");
     let md = &server["metadata"];
@@ -214,7 +214,7 @@ async fn a_server_is_a_real_machine_from_boot_to_delete() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(fip_addr.starts_with("127.43.0."), "{fip_addr}");
+    assert!(fip_addr.starts_with("127.43."), "{fip_addr}");
     ssh(&fip_addr, 10).await;
     let server = api.wait_server(&id, "ACTIVE", 5).await;
     assert_eq!(server["addresses"]["private"][1]["addr"], fip_addr.as_str());

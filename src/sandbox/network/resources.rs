@@ -1018,9 +1018,11 @@ pub fn remove_interface(
 
 /// The first devstack-like topology: `private` behind `router1`, whose gateway is on `public`
 /// (external, the floating IP pool), and a `default` security group. Both subnets are loopback
-/// ranges, 127.42.0.0/24 and 127.43.0.0/24, so that every fixed and floating IP is an address of
-/// this host, where the QEMU driver forwards the server's ports.
+/// ranges, 127.42.N.0/24 and 127.43.N.0/24, so that every fixed and floating IP is an address of
+/// this host, where the QEMU driver forwards the server's ports. N is drawn once per sandbox, so
+/// that two sandboxes on one host (two operators, or tests) do not hand out the same addresses.
 pub fn seed(ctx: &Shared) -> Result<(), SandboxError> {
+    let block: u8 = rand::random_range(1..=250);
     let result = ctx.store.mutate(SVC, |d| {
         let project = d.identity.project_id.clone();
         let add = |d: &mut Data, collection: &str, body: Value| -> ApiResult<String> {
@@ -1052,7 +1054,7 @@ pub fn seed(ctx: &Shared) -> Result<(), SandboxError> {
             d,
             "subnets",
             json!({"name": "private-subnet", "network_id": private,
-            "cidr": "127.42.0.0/24", "ip_version": 4}),
+            "cidr": format!("127.42.{block}.0/24"), "ip_version": 4}),
         )?;
         let public = add(
             d,
@@ -1063,7 +1065,7 @@ pub fn seed(ctx: &Shared) -> Result<(), SandboxError> {
         add(
             d,
             "subnets",
-            json!({"name": "public-subnet", "network_id": public, "cidr": "127.43.0.0/24",
+            json!({"name": "public-subnet", "network_id": public, "cidr": format!("127.43.{block}.0/24"),
             "ip_version": 4, "enable_dhcp": false}),
         )?;
         let router = add(
