@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use image_factory::engine::events::{BuildResult, Command, Event, Phase};
 use image_factory::engine::{BuildEnv, Engine, cleanup, journal};
-use image_factory::openstack::config::{CloudConfig, ConfigSources};
 use image_factory::openstack::image::NewImage;
 use image_factory::openstack::{Cloud, PollPolicy};
 use image_factory::sandbox::{self, Delays, Sandbox, SandboxOptions, Service};
@@ -30,27 +28,7 @@ async fn world() -> World {
     options.machines = image_factory::sandbox::Machines::StateMachine;
     options.state_delays = Delays::fast();
     let sandbox = sandbox::start(options).await.unwrap();
-    let env: HashMap<String, String> = [
-        ("OS_AUTH_URL", sandbox.auth_url()),
-        ("OS_USERNAME", sandbox.username().to_string()),
-        ("OS_PASSWORD", sandbox.password().expose().to_string()),
-        ("OS_PROJECT_NAME", "admin".into()),
-        ("OS_USER_DOMAIN_NAME", "Default".into()),
-        ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let config = CloudConfig::resolve(
-        None,
-        &ConfigSources {
-            env,
-            search_dirs: vec![],
-        },
-    )
-    .unwrap()
-    .unwrap();
-    let cloud = Cloud::connect(&config).await.unwrap();
+    let cloud = common::sandbox_cloud(&sandbox).await;
     let image = cloud
         .create_image(&NewImage {
             name: "debian-12".into(),
