@@ -845,24 +845,21 @@ async fn set_properties(
 ) -> Result<(), ApiError> {
     let image = cloud.get_image(image_id).await?;
     let settings = &spec.settings;
+    let mut wanted = spec.properties.clone();
+    wanted.insert("factory_definition".into(), definition.to_string());
+    wanted.insert("factory_build".into(), id.to_string());
+    // Inherited properties go, but the whitelist and those set below (a patch that removes a
+    // property and then replaces it is refused by Glance).
     let mut changes: Vec<ImageChange> = image
         .properties
         .keys()
-        .filter(|k| !spec.properties.contains_key(*k))
+        .filter(|k| !wanted.contains_key(*k))
         .filter(|k| !settings.keep_properties.iter().any(|p| glob_match(p, k)))
         .map(|k| ImageChange::RemoveProperty(k.clone()))
         .collect();
-    for (k, v) in &spec.properties {
-        changes.push(ImageChange::SetProperty(k.clone(), v.clone()));
+    for (k, v) in wanted {
+        changes.push(ImageChange::SetProperty(k, v));
     }
-    changes.push(ImageChange::SetProperty(
-        "factory_definition".into(),
-        definition.to_string(),
-    ));
-    changes.push(ImageChange::SetProperty(
-        "factory_build".into(),
-        id.to_string(),
-    ));
     if let Some(d) = settings.min_disk_gib {
         changes.push(ImageChange::MinDisk(u64::from(d)));
     }
