@@ -55,6 +55,7 @@ async fn an_os_then_a_bundle_then_its_stack_serve_a_page() {
         eprintln!("SKIP an_os_then_a_bundle_then_its_stack_serve_a_page: {why}");
         return;
     }
+    let test_started = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let sandbox_dir = tempfile::tempdir().unwrap();
     let mut options = SandboxOptions::new(sandbox_dir.path());
     options.machines = Machines::Qemu;
@@ -123,10 +124,16 @@ async fn an_os_then_a_bundle_then_its_stack_serve_a_page() {
             .is_empty()
     );
     assert!(cloud.list_keypairs().await.unwrap().is_empty());
+    // The data directory is shared with other runs: look at this test's builds only.
     assert!(
         cleanup::find_leftovers(&data_dir)
             .unwrap()
             .iter()
+            .filter(|l| l
+                .build
+                .rsplit('-')
+                .nth(1)
+                .is_some_and(|started| started >= test_started.as_str()))
             .all(|l| l.resources.is_empty())
     );
 
