@@ -168,13 +168,30 @@ async fn an_os_then_a_bundle_then_its_stack_serve_a_page() {
         .unwrap();
     let output = cloud.show_stack_output(&stack, "site_url").await.unwrap();
     let url = output.output_value.unwrap().as_str().unwrap().to_string();
+    // The output names the floating IP; the page is read on the server's own address, where the
+    // sandbox forwards port 80 from boot (floating IPs made by Heat are not forwarded yet).
+    assert!(url.starts_with("http://127.43."), "{url}");
+    let servers = cloud.list_servers(&Default::default()).await.unwrap();
+    assert_eq!(servers.len(), 1, "the stack's server");
+    let fixed = servers[0]
+        .ips()
+        .map(|a| a.addr.clone())
+        .find(|a| a.starts_with("127.42."))
+        .unwrap();
+    assert_eq!(servers[0].image_id.as_deref(), Some(image_id.as_str()));
+    let url = format!("http://{fixed}/");
     let mut body = String::new();
-    for _ in 0..120 {
-        if let Ok(r) = reqwest::get(&url).await
-            && let Ok(text) = r.text().await
-        {
-            body = text;
-            break;
+    for _ in 0..150 {
+        match reqwest::get(&url).await {
+            Ok(r) => {
+                let status = r.status();
+                body = r.text().await.unwrap_or_default();
+                eprintln!("{url}: {status}, {} bytes", body.len());
+                if body.contains("Hello from an image built by image-factory") {
+                    break;
+                }
+            }
+            Err(e) => eprintln!("{url}: {e}"),
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
