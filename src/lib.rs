@@ -12,4 +12,5 @@ pub mod provision;
 pub mod render;
 pub mod sandbox;
 pub mod vm;
+pub mod waiting;
 pub mod yaml;

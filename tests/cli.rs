@@ -285,6 +285,7 @@ fn history_and_logs_read_what_builds_recorded() {
                 id,
                 result,
                 duration: Duration::from_secs(125),
+                timing: Default::default(),
             })
             .unwrap();
         }

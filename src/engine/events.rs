@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::waiting::Timing;
+
 /// One attempt at building one definition.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BuildId {
@@ -174,6 +176,9 @@ pub enum Event {
         result: BuildResult,
         #[serde(with = "millis")]
         duration: Duration,
+        /// Where the running time went; the engine's overhead is what is not waiting.
+        #[serde(default)]
+        timing: Timing,
     },
 }
 
@@ -386,6 +391,7 @@ mod tests {
             id: id(1),
             result: failed.clone(),
             duration: Duration::from_secs(90),
+            timing: Timing::default(),
         });
         assert_eq!(state.status, Status::Finished);
         assert_eq!(state.result, Some(failed));

@@ -13,13 +13,14 @@ pub mod retention;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::catalog::Catalog;
 use crate::history::History;
+use crate::waiting::{Ledger, Timing};
 
 use build::Build;
 pub use build::BuildEnv;
@@ -241,6 +242,9 @@ impl Engine {
         let build_id = id.clone();
         tokio::spawn(async move {
             let started = Instant::now();
+            // The wait for a slot is not the build's: its timing starts when it runs.
+            let ledger = Ledger::default();
+            let mut ran = Duration::ZERO;
             let _ = tx.send(Event::BuildQueued {
                 id: build_id.clone(),
             });
@@ -248,7 +252,10 @@ impl Engine {
                 permit = slots.acquire_owned() => {
                     let _permit = permit;
                     let _ = tx.send(Event::BuildStarted { id: build_id.clone() });
-                    build.run().await
+                    let running = Instant::now();
+                    let result = ledger.scope(build.run()).await;
+                    ran = running.elapsed();
+                    result
                 }
                 () = cancel.cancelled() => {
                     // Its event sender must go, or the pump never ends.
@@ -260,6 +267,10 @@ impl Engine {
                 id: build_id.clone(),
                 result,
                 duration: started.elapsed(),
+                timing: Timing {
+                    wall: ran,
+                    waited: ledger.waited(),
+                },
             });
             drop(tx);
             let _ = pump.await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::events::{BuildId, BuildResult, Event, Phase};
+use crate::engine::events::{BuildId, BuildResult, Event, Phase, Timing};
 
 pub const EVENTS_FILE: &str = "events.jsonl";
 pub const LOG_FILE: &str = "build.log";
@@ -49,6 +49,9 @@ pub struct Summary {
     pub steps: Vec<(Phase, u64)>,
     /// The last phase started, for interrupted builds.
     pub last_phase: Option<Phase>,
+    /// Where the running time went (absent in builds recorded before it was measured).
+    #[serde(default)]
+    pub timing: Option<Timing>,
 }
 
 mod secs {
@@ -115,6 +118,7 @@ impl History {
             log: open(LOG_FILE)?,
             dir: dir.clone(),
             steps: Vec::new(),
+            step_times: Vec::new(),
         })
     }
 
@@ -171,6 +175,7 @@ fn summarize(dir: &Path) -> Option<Summary> {
             duration: None,
             steps: Vec::new(),
             last_phase: None,
+            timing: None,
         });
         match event {
             Event::StepStarted { phase, .. } => s.last_phase = Some(phase),
@@ -189,6 +194,7 @@ pub struct Recorder {
     events: File,
     log: File,
     steps: Vec<(Phase, u64)>,
+    step_times: Vec<(Phase, Duration)>,
 }
 
 impl Recorder {
@@ -215,11 +221,15 @@ impl Recorder {
             }
             Event::StepFinished {
                 phase, duration, ..
-            } => self.steps.push((*phase, duration.as_secs())),
+            } => {
+                self.steps.push((*phase, duration.as_secs()));
+                self.step_times.push((*phase, *duration));
+            }
             Event::BuildFinished {
                 id,
                 result,
                 duration,
+                timing,
             } => {
                 let summary = Summary {
                     id: id.clone(),
@@ -227,6 +237,7 @@ impl Recorder {
                     duration: Some(*duration),
                     steps: self.steps.clone(),
                     last_phase: self.steps.last().map(|(p, _)| *p),
+                    timing: Some(*timing),
                 };
                 if let BuildResult::Failed { phase, error, kept } = result {
                     writeln!(self.log, "FAILED in {}: {error}", phase.label()).map_err(err)?;
@@ -234,6 +245,17 @@ impl Recorder {
                         writeln!(self.log, "{kept}").map_err(err)?;
                     }
                 }
+                writeln!(self.log, "==> timing").map_err(err)?;
+                for (phase, took) in &self.step_times {
+                    writeln!(
+                        self.log,
+                        "{:<22} {:>8.1} s",
+                        phase.label(),
+                        took.as_secs_f64()
+                    )
+                    .map_err(err)?;
+                }
+                writeln!(self.log, "{timing}").map_err(err)?;
                 let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
                 let path = self.dir.join(RESULT_FILE);
                 let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(err)?;
@@ -301,6 +323,16 @@ mod tests {
             id: ok.clone(),
             result,
             duration: Duration::from_secs(60),
+            timing: Timing {
+                wall: Duration::from_secs(59),
+                waited: crate::waiting::Waited {
+                    cloud: Duration::from_secs(40),
+                    machine: Duration::from_millis(6_500),
+                    ansible: Duration::from_secs(12),
+                    tools: Duration::from_millis(250),
+                    any: Duration::from_millis(58_750),
+                },
+            },
         })
         .unwrap();
 
@@ -325,7 +357,14 @@ mod tests {
         let dir = history.find("web").unwrap();
         assert_eq!(
             read_log(&dir).unwrap(),
-            "==> boot the builder server\nhello\n"
+            "==> boot the builder server\nhello\n==> timing\n\
+             boot the builder server     12.0 s\n\
+             ran 59.0 s: waited on the cloud 40.0 s, the machine 6.5 s, Ansible 12.0 s, \
+             tools 0.2 s; engine overhead 0.250 s\n"
+        );
+        assert_eq!(
+            list[1].timing.map(|t| t.overhead()),
+            Some(Duration::from_millis(250))
         );
         assert_eq!(history.find(&ok.to_string()).unwrap(), dir);
         assert!(

@@ -25,6 +25,7 @@ use super::error::{self, ApiError, Service};
 use super::paging::{self, Paging};
 use super::request::{Req, Target, join_url};
 use super::retry::{Decision, Outcome, RetryPolicy};
+use crate::waiting::{self, On};
 
 /// Tunables; the defaults suit a real cloud, tests shorten them.
 #[derive(Clone, Debug)]
@@ -327,6 +328,10 @@ impl Cloud {
     /// Sends a request whose body can be sent again: retried per the policy, replayed once after
     /// re-authenticating on a 401. Returns the response when its status is a success.
     pub(crate) async fn send(&self, req: Req) -> Result<Response, ApiError> {
+        waiting::on(On::Cloud, self.send_replayable(req)).await
+    }
+
+    async fn send_replayable(&self, req: Req) -> Result<Response, ApiError> {
         let (url, microversion) = self.resolve(&req).await?;
         let policy = &self.inner.options.retry;
         let mut attempts = 0u32;
@@ -405,6 +410,20 @@ impl Cloud {
         content_type: &'static str,
         content_length: Option<u64>,
     ) -> Result<Response, ApiError> {
+        waiting::on(
+            On::Cloud,
+            self.send_once(req, body, content_type, content_length),
+        )
+        .await
+    }
+
+    async fn send_once(
+        &self,
+        req: Req,
+        body: reqwest::Body,
+        content_type: &'static str,
+        content_length: Option<u64>,
+    ) -> Result<Response, ApiError> {
         let req = Req {
             streamed: true,
             ..req
@@ -445,7 +464,9 @@ impl Cloud {
     /// Sends and decodes the JSON answer.
     pub(crate) async fn json<T: DeserializeOwned>(&self, req: Req) -> Result<T, ApiError> {
         let response = self.send(req.clone()).await?;
-        let bytes = response.bytes().await.map_err(|e| req.transport_error(e))?;
+        let bytes = waiting::on(On::Cloud, response.bytes())
+            .await
+            .map_err(|e| req.transport_error(e))?;
         serde_json::from_slice(&bytes).map_err(|e| req.decode_error(e))
     }
 

@@ -134,7 +134,11 @@ where
             });
         }
         let delay = delays.next().unwrap_or(wait.poll.max);
-        tokio::time::sleep(delay.min(wait.timeout - waited)).await;
+        crate::waiting::on(
+            crate::waiting::On::Cloud,
+            tokio::time::sleep(delay.min(wait.timeout - waited)),
+        )
+        .await;
     }
 }
 

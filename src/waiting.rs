@@ -1,0 +1,229 @@
+//! Time a task spends waiting on the world outside: the cloud, its machines, Ansible, local tools.
+//! A build runs inside [`Ledger::scope`]; the client, the SSH probes and the child processes
+//! wrap their waits in [`on`]. What is left of the build's wall time is the engine's own overhead.
+//! Outside a ledger's scope [`on`] only awaits.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// What a task waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum On {
+    /// OpenStack API calls, and the pauses between polls of a status.
+    Cloud,
+    /// The builder itself: SSH coming up, commands run on it.
+    Machine,
+    /// `ansible-playbook`.
+    Ansible,
+    /// Local programs: ssh-keygen, debootstrap, qemu-img, downloads of sources.
+    Tools,
+}
+
+/// Where a task's time went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waited {
+    #[serde(with = "millis")]
+    pub cloud: Duration,
+    #[serde(with = "millis")]
+    pub machine: Duration,
+    #[serde(with = "millis")]
+    pub ansible: Duration,
+    #[serde(with = "millis")]
+    pub tools: Duration,
+    /// Wall time with at least one wait in progress (concurrent waits count once).
+    #[serde(with = "millis")]
+    pub any: Duration,
+}
+
+/// A task's wall time and what it waited on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    #[serde(with = "millis")]
+    pub wall: Duration,
+    pub waited: Waited,
+}
+
+impl Timing {
+    /// Wall time spent in the task itself rather than waiting.
+    pub fn overhead(&self) -> Duration {
+        self.wall.saturating_sub(self.waited.any)
+    }
+}
+
+/// `ran 312.4 s: waited on the cloud 120.1 s, the machine 80.2 s, Ansible 95.3 s, tools 0.1 s;
+/// engine overhead 0.214 s`
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let w = &self.waited;
+        write!(
+            f,
+            "ran {:.1} s: waited on the cloud {:.1} s, the machine {:.1} s, Ansible {:.1} s, \
+             tools {:.1} s; engine overhead {:.3} s",
+            self.wall.as_secs_f64(),
+            w.cloud.as_secs_f64(),
+            w.machine.as_secs_f64(),
+            w.ansible.as_secs_f64(),
+            w.tools.as_secs_f64(),
+            self.overhead().as_secs_f64()
+        )
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    depth: usize,
+    since: Option<Instant>,
+    waited: Waited,
+}
+
+/// One task's account of its waits; clones share it.
+#[derive(Clone, Default)]
+pub struct Ledger(Arc<Mutex<Inner>>);
+
+tokio::task_local! {
+    static LEDGER: Ledger;
+}
+
+impl Ledger {
+    /// Runs `work` with this ledger counting the waits it makes.
+    pub async fn scope<F: Future>(&self, work: F) -> F::Output {
+        LEDGER.scope(self.clone(), work).await
+    }
+
+    pub fn waited(&self) -> Waited {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).waited
+    }
+
+    /// Returns whether this wait is the outermost, and when it started.
+    fn enter(&self) -> (bool, Instant) {
+        let now = Instant::now();
+        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.depth += 1;
+        if inner.depth == 1 {
+            inner.since = Some(now);
+        }
+        (inner.depth == 1, now)
+    }
+
+    fn leave(&self, on: On, outermost: bool, started: Instant) {
+        let now = Instant::now();
+        let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        inner.depth = inner.depth.saturating_sub(1);
+        if inner.depth == 0
+            && let Some(since) = inner.since.take()
+        {
+            inner.waited.any += now - since;
+        }
+        if outermost {
+            let took = now - started;
+            let w = &mut inner.waited;
+            match on {
+                On::Cloud => w.cloud += took,
+                On::Machine => w.machine += took,
+                On::Ansible => w.ansible += took,
+                On::Tools => w.tools += took,
+            }
+        }
+    }
+}
+
+/// Leaves the ledger even when the wait is dropped (a cancelled build).
+struct Entered {
+    ledger: Ledger,
+    on: On,
+    outermost: bool,
+    started: Instant,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.ledger.leave(self.on, self.outermost, self.started);
+    }
+}
+
+/// Awaits `work`, counted as waiting on `on` in the current task's ledger if it has one. Nested
+/// waits count once, under the outermost.
+pub async fn on<F: Future>(on: On, work: F) -> F::Output {
+    let Ok(ledger) = LEDGER.try_with(Ledger::clone) else {
+        return work.await;
+    };
+    let (outermost, started) = ledger.enter();
+    let _entered = Entered {
+        ledger,
+        on,
+        outermost,
+        started,
+    };
+    work.await
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn nested_and_concurrent_waits_count_once() {
+        let ledger = Ledger::default();
+        let wall = Instant::now();
+        ledger
+            .scope(async {
+                on(On::Machine, async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    on(On::Cloud, tokio::time::sleep(Duration::from_secs(1))).await;
+                })
+                .await;
+                tokio::join!(
+                    on(On::Cloud, tokio::time::sleep(Duration::from_secs(3))),
+                    on(On::Ansible, tokio::time::sleep(Duration::from_secs(3))),
+                );
+                // Work of the task itself.
+                tokio::time::sleep(Duration::from_secs(4)).await;
+            })
+            .await;
+        let waited = ledger.waited();
+        assert_eq!(waited.machine, Duration::from_secs(3));
+        assert_eq!(waited.cloud + waited.ansible, Duration::from_secs(3));
+        assert_eq!(waited.any, Duration::from_secs(6));
+        let timing = Timing {
+            wall: wall.elapsed(),
+            waited,
+        };
+        assert_eq!(timing.overhead(), Duration::from_secs(4));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_wait_still_leaves_the_ledger() {
+        let ledger = Ledger::default();
+        ledger
+            .scope(async {
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(10),
+                    on(On::Cloud, std::future::pending::<()>()),
+                )
+                .await;
+                on(On::Tools, tokio::time::sleep(Duration::from_millis(5))).await;
+            })
+            .await;
+        let waited = ledger.waited();
+        assert!(waited.cloud >= Duration::from_millis(10));
+        assert!(waited.tools >= Duration::from_millis(5));
+        assert!(waited.any >= waited.cloud + waited.tools);
+    }
+}
