@@ -121,11 +121,12 @@ impl Backend for SandboxBackend {
             other => network::create(self, other, &request)?,
         };
         self.note(&request, &created.physical_id);
+        self.forward_floating_ips(&request.resource_type).await;
         Ok(created)
     }
 
     async fn delete(&self, resource_type: &str, physical_id: &str) -> Result<(), BackendError> {
-        match resource_type {
+        let deleted = match resource_type {
             "OS::Nova::Server" => compute::delete_server(self, physical_id).await,
             "OS::Nova::KeyPair" => compute::delete_keypair(self, physical_id),
             "OS::Nova::FloatingIPAssociation" => {
@@ -137,6 +138,20 @@ impl Backend for SandboxBackend {
             "OS::Cinder::Volume" => storage::delete_volume(self, physical_id).await,
             "OS::Swift::Container" => storage::delete_container(self, physical_id).await,
             other => network::delete(self, other, physical_id),
+        };
+        self.forward_floating_ips(resource_type).await;
+        deleted
+    }
+}
+
+impl SandboxBackend {
+    /// A stack's floating IPs reach its servers as Neutron's do: the machines' forwards follow
+    /// every change of a floating IP, its association, a port or a server.
+    async fn forward_floating_ips(&self, resource_type: &str) {
+        if resource_type.contains("FloatingIP")
+            || matches!(resource_type, "OS::Nova::Server" | "OS::Neutron::Port")
+        {
+            crate::sandbox::network::sync_floating_ips(&self.ctx).await;
         }
     }
 }
