@@ -196,7 +196,7 @@ async fn failed_builds_leave_nothing_in_the_cloud() {
             repo_root: repo.path().to_path_buf(),
             data_dir: data.clone(),
             ansible_playbook: common::project_dir().join(".venv/bin/ansible-playbook"),
-            ssh_cidr: "127.0.0.0/8".into(),
+            ssh_cidr: Some("127.0.0.0/8".into()),
             poll: PollPolicy {
                 initial: Duration::from_millis(500),
                 factor: 1.5,

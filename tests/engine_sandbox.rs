@@ -65,7 +65,7 @@ fn engine(w: &World) -> Engine {
             repo_root: w.repo.path().to_path_buf(),
             data_dir: w.data.path().to_path_buf(),
             ansible_playbook: "ansible-playbook".into(),
-            ssh_cidr: "127.0.0.0/8".into(),
+            ssh_cidr: Some("127.0.0.0/8".into()),
             poll: PollPolicy {
                 initial: Duration::from_millis(50),
                 factor: 1.5,

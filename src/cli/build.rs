@@ -41,16 +41,12 @@ pub fn find_ansible_playbook(repo_root: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("ansible-playbook"))
 }
 
-/// Who may reach builders on SSH: $FACTORY_SSH_CIDR, else this machine's address towards the
-/// cloud (a /32), else anywhere.
-fn ssh_cidr(sandboxed: bool) -> String {
-    if let Ok(cidr) = std::env::var("FACTORY_SSH_CIDR") {
-        return cidr;
-    }
-    if sandboxed {
-        return "127.0.0.0/8".into();
-    }
-    "0.0.0.0/0".into()
+/// Who may reach builders on SSH: $FACTORY_SSH_CIDR, else (None) the engine allows this
+/// machine's own address towards each builder.
+fn ssh_cidr() -> Option<String> {
+    std::env::var("FACTORY_SSH_CIDR")
+        .ok()
+        .filter(|c| !c.trim().is_empty())
 }
 
 pub async fn run(
@@ -68,7 +64,7 @@ pub async fn run(
             repo_root: repo_root.to_path_buf(),
             data_dir: data_dir.to_path_buf(),
             ansible_playbook: find_ansible_playbook(repo_root),
-            ssh_cidr: ssh_cidr(connected.sandbox.is_some()),
+            ssh_cidr: ssh_cidr(),
             poll: PollPolicy::default(),
             source_preference: if connected.sandbox.is_some() {
                 SourceKind::Debootstrap
@@ -270,8 +266,12 @@ impl Printer {
                 }
             }
             Event::BuildFinished {
-                result, duration, ..
+                result,
+                duration,
+                timing,
+                ..
             } => {
+                self.line(id, &timing.to_string());
                 let took =
                     humantime::format_duration(std::time::Duration::from_secs(duration.as_secs()));
                 match result {

@@ -21,6 +21,7 @@ use crate::provision::ansible::{PlaybookRun, ProvisionEvent, Target};
 use crate::provision::hygiene::Hygiene;
 use crate::provision::ssh::{self, SshTarget};
 use crate::render::{self, BuildInfo};
+use crate::waiting::{self, On};
 
 use super::events::{BuildId, BuildResult, Event, LogLine, Phase, Stream};
 use super::journal::{Journal, ResourceKind};
@@ -32,8 +33,9 @@ pub struct BuildEnv {
     pub repo_root: PathBuf,
     pub data_dir: PathBuf,
     pub ansible_playbook: PathBuf,
-    /// Who may reach the builder's SSH port (the temporary security group's only rule).
-    pub ssh_cidr: String,
+    /// Who may reach the builder's SSH port (the temporary security group's only rule). None:
+    /// this machine's own address towards the builder, found once the builder has an address.
+    pub ssh_cidr: Option<String>,
     pub poll: PollPolicy,
     /// For OS definitions that have both: the upstream image, or a build from packages (the
     /// sandbox's machines reach Debian's mirror but not the web).
@@ -279,7 +281,7 @@ impl Build {
         let key_name = resource_name(&self.id, "key");
         let key_path = self.dir.join("id_ed25519");
         self.step(Phase::Keypair, async {
-            let public = generate_key(&key_path).await?;
+            let public = waiting::on(On::Tools, generate_key(&key_path)).await?;
             journal
                 .intend(ResourceKind::Keypair, &key_name)
                 .map_err(|e| e.to_string())?;
@@ -310,14 +312,12 @@ impl Build {
                 journal
                     .created(ResourceKind::SecurityGroup, &group_name, &group.id)
                     .map_err(|e| e.to_string())?;
-                cloud
-                    .create_security_group_rule(&NewRule::ingress_tcp(
-                        &group.id,
-                        22,
-                        &self.env.ssh_cidr,
-                    ))
-                    .await
-                    .map_err(|e| e.to_string())?;
+                if let Some(cidr) = &self.env.ssh_cidr {
+                    cloud
+                        .create_security_group_rule(&NewRule::ingress_tcp(&group.id, 22, cidr))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
                 Ok::<_, String>(group.id)
             })
             .await?;
@@ -430,6 +430,28 @@ impl Build {
             )
         })?;
 
+        // SSH from this machine only: the address it reaches the builder from.
+        let mut ssh_hint = String::new();
+        if self.env.ssh_cidr.is_none() {
+            let cidr = self
+                .step(Phase::WaitSsh, async {
+                    let cidr = ssh::source_cidr(&address)?;
+                    cloud
+                        .create_security_group_rule(&NewRule::ingress_tcp(&group_id, 22, &cidr))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok::<_, String>(cidr)
+                })
+                .await?;
+            self.say(format!(
+                "ssh: the builder accepts SSH from {cidr} only (this machine's address towards it)"
+            ));
+            ssh_hint = format!(
+                " (SSH is allowed from {cidr} only; if this machine reaches the cloud through \
+                 NAT, set FACTORY_SSH_CIDR to the address the cloud sees)"
+            );
+        }
+
         // SSH: host key pinned from the console when cloud-init printed it.
         let target = SshTarget {
             address,
@@ -442,10 +464,12 @@ impl Build {
         self.step(Phase::WaitSsh, async {
             self.pin_from_console(&server.id, &target, settings.timeouts.ssh)
                 .await;
-            ssh::wait_ready(&target, settings.timeouts.ssh, |stage| {
+            let ready = ssh::wait_ready(&target, settings.timeouts.ssh, |stage| {
                 self.say(format!("ssh: {stage}"))
-            })
-            .await
+            });
+            waiting::on(On::Machine, ready)
+                .await
+                .map_err(|e| format!("{e}{ssh_hint}"))
         })
         .await?;
 
@@ -470,12 +494,8 @@ impl Build {
             let timeout = settings.timeouts.provision;
             self.step(Phase::Provision, async {
                 let on_event = |e: ProvisionEvent| self.emit(provision_event(&self.id, e));
-                match tokio::time::timeout(
-                    timeout,
-                    crate::provision::run_playbook(&run, &self.cancel, on_event),
-                )
-                .await
-                {
+                let playbook = crate::provision::run_playbook(&run, &self.cancel, on_event);
+                match waiting::on(On::Ansible, tokio::time::timeout(timeout, playbook)).await {
                     Ok(r) => r.map_err(|e| e.to_string()),
                     Err(_) => Err(format!(
                         "the playbook did not finish within {}",
@@ -491,7 +511,10 @@ impl Build {
         // Hygiene, then stop and snapshot.
         self.step(
             Phase::Hygiene,
-            run_script(&target, &Hygiene::default().script(&target.user)),
+            waiting::on(
+                On::Machine,
+                run_script(&target, &Hygiene::default().script(&target.user)),
+            ),
         )
         .await?;
         let server_id = server.id.clone();
@@ -606,7 +629,7 @@ impl Build {
         };
         let events = self.events.clone();
         let id = self.id.clone();
-        let file = osimage::produce(
+        let produce = osimage::produce(
             &self.def.name,
             source,
             self.env.source_preference,
@@ -628,9 +651,10 @@ impl Build {
                     }],
                 });
             },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        );
+        let file = waiting::on(On::Tools, produce)
+            .await
+            .map_err(|e| e.to_string())?;
         self.say(format!(
             "base image file {} ({} MiB{})",
             file.path.display(),
@@ -700,7 +724,7 @@ impl Build {
                     return;
                 }
             }
-            tokio::time::sleep(delay).await;
+            waiting::on(On::Machine, tokio::time::sleep(delay)).await;
             delay = (delay * 2).min(Duration::from_secs(10));
         }
     }

@@ -73,6 +73,28 @@ const KEY_TYPES: [&str; 4] = [
     "ecdsa-sha2-nistp384",
 ];
 
+/// The address this machine sends from to reach `address`, as a single-host CIDR: what the
+/// builder's security group lets in. Asks the kernel's routing table (a UDP socket "connected"
+/// sends nothing).
+pub fn source_cidr(address: &str) -> Result<String, String> {
+    let ip: std::net::IpAddr = address
+        .parse()
+        .map_err(|_| format!("the builder's address {address:?} is not an IP address"))?;
+    let local: std::net::SocketAddr = if ip.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(local)
+        .and_then(|s| s.connect((ip, 22)).map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map_err(|e| format!("no route from this machine to the builder at {address}: {e}"))?;
+    Ok(match socket.ip() {
+        std::net::IpAddr::V4(v4) => format!("{v4}/32"),
+        std::net::IpAddr::V6(v6) => format!("{v6}/128"),
+    })
+}
+
 /// Host public keys from cloud-init's console block, as `type base64` pairs.
 pub fn host_keys_from_console(console: &str) -> Vec<String> {
     let mut keys = Vec::new();
@@ -281,6 +303,17 @@ pub async fn wait_ready(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_source_address_towards_a_builder_is_a_single_host() {
+        assert_eq!(source_cidr("127.0.0.1").unwrap(), "127.0.0.1/32");
+        assert!(source_cidr("::1").unwrap().ends_with("/128"));
+        assert!(
+            source_cidr("builder")
+                .unwrap_err()
+                .contains("not an IP address")
+        );
+    }
 
     #[test]
     fn host_keys_come_from_cloud_inits_console_block() {
