@@ -7,8 +7,9 @@
 
 mod common;
 
+use common::osc::{Openstack, venv_tool};
+
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use image_factory::openstack::config::{CloudConfig, ConfigSources};
 use image_factory::openstack::image::ImageFilter;
@@ -21,77 +22,6 @@ use sha2::{Digest, Sha512};
 const PUBLIC_KEY: &str = "ssh-ed25519 \
     AAAAC3NzaC1lZDI1NTE5AAAAIMfBtbyD2MGIGhkLssKLu5CAGBreAuOxHQDgROEt2knk factory-test";
 const PUBLIC_KEY_MD5: &str = "6d:2d:46:35:56:e0:68:b2:62:47:51:0c:2b:44:a8:1f";
-
-fn venv_tool(name: &str) -> Option<PathBuf> {
-    let tool = common::project_dir().join(".venv/bin").join(name);
-    if tool.is_file() {
-        return Some(tool);
-    }
-    let why = format!(
-        "{} is missing: run `make test` (or setup/install.sh) to create the project's .venv",
-        tool.display()
-    );
-    // CI prepares the venv: there, a missing tool is a failure, not a reason to skip.
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("SKIP: {why}");
-    None
-}
-
-/// Runs `openstack` commands against one cloud, as an operator with a clouds.yaml would.
-struct Osc {
-    tool: PathBuf,
-    dir: PathBuf,
-    clouds_yaml: PathBuf,
-}
-
-impl Osc {
-    async fn output(&self, args: &[&str]) -> (bool, String, String) {
-        let mut command = tokio::process::Command::new(&self.tool);
-        command.args(args).current_dir(&self.dir);
-        // Only the clouds.yaml speaks: no OS_* variable of the machine running the tests.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("OS_") {
-                command.env_remove(&name);
-            }
-        }
-        command
-            .env("OS_CLIENT_CONFIG_FILE", &self.clouds_yaml)
-            .env("OS_CLOUD", "sandbox")
-            .env("HOME", &self.dir)
-            .env("PYTHONWARNINGS", "ignore");
-        let started = std::time::Instant::now();
-        let out = tokio::time::timeout(Duration::from_secs(120), command.output())
-            .await
-            .unwrap_or_else(|_| panic!("openstack {args:?} did not finish in 2 minutes"))
-            .unwrap();
-        eprintln!(
-            "openstack {} ({:.1} s)",
-            args.join(" "),
-            started.elapsed().as_secs_f64()
-        );
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// The command's output; it must succeed.
-    async fn text(&self, args: &[&str]) -> String {
-        let (ok, stdout, stderr) = self.output(args).await;
-        assert!(ok, "openstack {}:\n{stdout}{stderr}", args.join(" "));
-        stdout
-    }
-
-    /// The command with `-f json`, parsed.
-    async fn json(&self, args: &[&str]) -> Value {
-        let mut args = args.to_vec();
-        args.extend(["-f", "json"]);
-        let stdout = self.text(&args).await;
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|e| panic!("openstack {}: not JSON ({e}):\n{stdout}", args.join(" ")))
-    }
-}
 
 fn names(list: &Value, key: &str) -> Vec<String> {
     list.as_array()
@@ -141,10 +71,11 @@ async fn the_openstack_client_works_against_the_sandbox() {
         "clouds.yaml",
         sb.clouds_yaml("sandbox").as_bytes(),
     );
-    let osc = Osc {
+    let osc = Openstack {
         tool,
         dir: dir.path().to_path_buf(),
         clouds_yaml: clouds_yaml.clone(),
+        cloud: "sandbox".into(),
     };
     let ours = factory_client(&clouds_yaml).await;
     let project = sb.project_id();

@@ -6,41 +6,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use common::osc::Openstack;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use image_factory::catalog::Catalog;
 use image_factory::osimage::{self, OsImageOptions, SourceKind};
 use image_factory::sandbox::{self, Machines, SandboxOptions};
-
-struct Cli {
-    program: PathBuf,
-    clouds: PathBuf,
-}
-
-impl Cli {
-    fn run(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new(&self.program)
-            .args(args)
-            .env("OS_CLIENT_CONFIG_FILE", &self.clouds)
-            .env("OS_CLOUD", "sandbox")
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "openstack {args:?}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = args.to_vec();
-        all.extend(["-f", "json"]);
-        serde_json::from_str(&self.run(&all)).unwrap()
-    }
-}
 
 /// The server's first address, from `openstack server show -f json`.
 fn address(server: &serde_json::Value) -> String {
@@ -96,25 +69,23 @@ fn ssh(key: &Path, address: &str, command: &str, timeout: Duration) -> String {
     }
 }
 
+/// [`ssh`] on a blocking thread: the runtime's own threads serve the sandbox.
+async fn ssh_off_runtime(key: &Path, address: &str, command: &str, timeout: Duration) -> String {
+    let (key, address, command) = (key.to_path_buf(), address.to_string(), command.to_string());
+    tokio::task::spawn_blocking(move || ssh(&key, &address, &command, timeout))
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_debian_server_boots_keeps_its_files_through_a_snapshot_and_sees_its_volume() {
     if let Some(why) = common::vm_skip_reason() {
         eprintln!("SKIP a_debian_server…: {why}");
         return;
     }
-    let program = common::project_dir().join(".venv/bin/openstack");
-    if !program.is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing",
-            program.display()
-        );
-        eprintln!(
-            "SKIP a_debian_server…: {} is missing: run `make setup`",
-            program.display()
-        );
+    let Some(program) = common::osc::venv_tool("openstack") else {
         return;
-    }
+    };
     let catalog = Catalog::load(&common::project_dir()).unwrap();
     let source = catalog
         .get("debian-12")
@@ -143,9 +114,14 @@ async fn a_debian_server_boots_keeps_its_files_through_a_snapshot_and_sees_its_v
     let mut opts = SandboxOptions::new(dir.path().join("cloud"));
     opts.machines = Machines::Qemu;
     let sandbox = sandbox::start(opts).await.unwrap();
-    let clouds = dir.path().join("clouds.yaml");
-    std::fs::write(&clouds, sandbox.clouds_yaml("sandbox")).unwrap();
-    let cli = Cli { program, clouds };
+    let clouds_yaml = dir.path().join("clouds.yaml");
+    std::fs::write(&clouds_yaml, sandbox.clouds_yaml("sandbox")).unwrap();
+    let cli = Openstack {
+        tool: program,
+        dir: dir.path().to_path_buf(),
+        clouds_yaml,
+        cloud: "sandbox".into(),
+    };
     let key = dir.path().join("id");
     let status = std::process::Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -154,55 +130,53 @@ async fn a_debian_server_boots_keeps_its_files_through_a_snapshot_and_sees_its_v
         .unwrap();
     assert!(status.success());
 
-    // CLI calls block: run them off the runtime's threads, which serve the sandbox.
     let key2 = key.clone();
     let image_path = image.path.clone();
-    tokio::task::spawn_blocking(move || {
+    async {
         let boot_timeout = Duration::from_secs(600);
-        cli.run(&["image", "create", "--file", image_path.to_str().unwrap(), "--disk-format", "qcow2", "debian-12"]);
-        cli.run(&["keypair", "create", "--public-key", key2.with_extension("pub").to_str().unwrap(), "operator"]);
+        cli.text(&["image", "create", "--file", image_path.to_str().unwrap(), "--disk-format", "qcow2", "debian-12"]).await;
+        cli.text(&["keypair", "create", "--public-key", key2.with_extension("pub").to_str().unwrap(), "operator"]).await;
         let vm1 = cli.json(&[
             "server", "create", "--image", "debian-12", "--flavor", "m1.small", "--key-name", "operator",
             "--network", "private", "--wait", "vm1",
-        ]);
+        ]).await;
         assert_eq!(vm1["status"], "ACTIVE");
         let addr1 = address(&vm1);
         assert!(addr1.starts_with("127."), "{addr1}");
-        let uname = ssh(&key2, &addr1, "cloud-init status --wait >/dev/null; echo kept > /home/debian/marker; sync; uname -r", boot_timeout);
+        let uname = ssh_off_runtime(&key2, &addr1, "cloud-init status --wait >/dev/null; echo kept > /home/debian/marker; sync; uname -r", boot_timeout).await;
         assert!(uname.contains("cloud-amd64"), "{uname}");
 
-        let console = cli.run(&["console", "log", "show", "vm1"]);
+        let console = cli.text(&["console", "log", "show", "vm1"]).await;
         assert!(console.contains("Cloud-init"), "no cloud-init on the console");
 
-        cli.run(&["volume", "create", "--size", "1", "data"]);
+        cli.text(&["volume", "create", "--size", "1", "data"]).await;
         // As on a real cloud, a volume is `creating` for a moment.
         for _ in 0..60 {
-            if cli.json(&["volume", "show", "data"])["status"] == "available" {
+            if cli.json(&["volume", "show", "data"]).await["status"] == "available" {
                 break;
             }
-            std::thread::sleep(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        cli.run(&["server", "add", "volume", "vm1", "data"]);
-        let disks = ssh(&key2, &addr1, "for i in 1 2 3 4 5 6 7 8 9 10; do lsblk -dn -o NAME | grep -q vdb && break; sleep 1; done; lsblk -dn -o NAME", boot_timeout);
+        cli.text(&["server", "add", "volume", "vm1", "data"]).await;
+        let disks = ssh_off_runtime(&key2, &addr1, "for i in 1 2 3 4 5 6 7 8 9 10; do lsblk -dn -o NAME | grep -q vdb && break; sleep 1; done; lsblk -dn -o NAME", boot_timeout).await;
         assert!(disks.contains("vdb"), "the volume is not a disk in the guest: {disks}");
 
-        cli.run(&["server", "image", "create", "--name", "vm1-snap", "--wait", "vm1"]);
-        let snap = cli.json(&["image", "show", "vm1-snap"]);
+        cli.text(&["server", "image", "create", "--name", "vm1-snap", "--wait", "vm1"]).await;
+        let snap = cli.json(&["image", "show", "vm1-snap"]).await;
         assert_eq!(snap["status"], "active");
         let vm2 = cli.json(&[
             "server", "create", "--image", "vm1-snap", "--flavor", "m1.small", "--key-name", "operator",
             "--network", "private", "--wait", "vm2",
-        ]);
+        ]).await;
         let addr2 = address(&vm2);
         assert_ne!(addr1, addr2);
-        let marker = ssh(&key2, &addr2, "cat /home/debian/marker", boot_timeout);
+        let marker = ssh_off_runtime(&key2, &addr2, "cat /home/debian/marker", boot_timeout).await;
         assert_eq!(marker.trim(), "kept");
 
-        cli.run(&["server", "delete", "--wait", "vm1", "vm2"]);
-        let left = cli.json(&["server", "list"]);
+        cli.text(&["server", "delete", "--wait", "vm1", "vm2"]).await;
+        let left = cli.json(&["server", "list"]).await;
         assert_eq!(left.as_array().unwrap().len(), 0);
-    })
-    .await
-    .unwrap();
+    }
+    .await;
     sandbox.shutdown().await;
 }

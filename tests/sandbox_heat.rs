@@ -3,6 +3,8 @@
 //! outputs, resources and events, deletion, a failing stack, persistence across a restart.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -694,17 +696,12 @@ async fn stacks_survive_a_restart() {
 /// created, shown, its output, resources and events read, deleted; a template validated.
 #[tokio::test]
 async fn the_real_openstack_client_drives_a_stack() {
-    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/openstack");
     let cli = match std::env::var_os("FACTORY_OPENSTACK_CLI") {
         Some(cli) => std::path::PathBuf::from(cli),
-        None if venv.is_file() => venv,
-        None => {
-            eprintln!(
-                "SKIP the_real_openstack_client_drives_a_stack: no .venv/bin/openstack (run \
-                 setup/install.sh) and FACTORY_OPENSTACK_CLI is not set"
-            );
-            return;
-        }
+        None => match common::osc::venv_tool("openstack") {
+            Some(tool) => tool,
+            None => return,
+        },
     };
     let dir = tempfile::tempdir().unwrap();
     let cloud = Cloud::on(options(&dir.path().join("data"))).await;
@@ -714,53 +711,47 @@ async fn the_real_openstack_client_drives_a_stack() {
     std::fs::write(&clouds, cloud.sb.clouds_yaml("sandbox")).unwrap();
     let template = dir.path().join("lamp.yaml");
     std::fs::write(&template, lamp_template(&image)).unwrap();
-    let openstack = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(&cli);
-        command
-            .args(args)
-            .env("OS_CLIENT_CONFIG_FILE", &clouds)
-            .env("OS_CLOUD", "sandbox")
-            .current_dir(dir.path());
-        async move {
-            let out = command.output().await.unwrap();
-            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-            (out.status.success(), stdout, stderr)
-        }
+    let osc = common::osc::Openstack {
+        tool: cli,
+        dir: dir.path().to_path_buf(),
+        clouds_yaml: clouds,
+        cloud: "sandbox".into(),
     };
     let json = |text: &str| -> Value {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
     };
 
-    let (ok, out, err) = openstack(&[
-        "orchestration",
-        "template",
-        "validate",
-        "-t",
-        "lamp.yaml",
-        "-f",
-        "json",
-    ])
-    .await;
+    let (ok, out, err) = osc
+        .output(&[
+            "orchestration",
+            "template",
+            "validate",
+            "-t",
+            "lamp.yaml",
+            "-f",
+            "json",
+        ])
+        .await;
     assert!(ok, "{err}");
     assert_eq!(
         json(&out)["Parameters"]["floating_network"]["Default"],
         "public"
     );
 
-    let (ok, out, err) = openstack(&[
-        "stack",
-        "create",
-        "--wait",
-        "-t",
-        "lamp.yaml",
-        "--parameter",
-        "keypair_name=factory-key",
-        "--parameter",
-        "network=private",
-        "lamp",
-    ])
-    .await;
+    let (ok, out, err) = osc
+        .output(&[
+            "stack",
+            "create",
+            "--wait",
+            "-t",
+            "lamp.yaml",
+            "--parameter",
+            "keypair_name=factory-key",
+            "--parameter",
+            "network=private",
+            "lamp",
+        ])
+        .await;
     // --wait prints the events as they come, the stack's last.
     assert!(ok, "{out}{err}");
     assert!(
@@ -768,18 +759,21 @@ async fn the_real_openstack_client_drives_a_stack() {
         "{out}"
     );
 
-    let (ok, out, err) = openstack(&["stack", "show", "lamp", "-f", "json"]).await;
+    let (ok, out, err) = osc.output(&["stack", "show", "lamp", "-f", "json"]).await;
     assert!(ok, "{err}");
     let stack = json(&out);
     assert_eq!(stack["stack_status"], "CREATE_COMPLETE");
     assert_eq!(stack["parameters"]["OS::stack_name"], "lamp");
-    let (ok, out, err) =
-        openstack(&["stack", "output", "show", "lamp", "site_url", "-f", "json"]).await;
+    let (ok, out, err) = osc
+        .output(&["stack", "output", "show", "lamp", "site_url", "-f", "json"])
+        .await;
     assert!(ok, "{err}");
     let site = json(&out)["output_value"].as_str().unwrap().to_string();
     assert!(site.starts_with("http://127.43."), "{site}");
 
-    let (ok, out, err) = openstack(&["stack", "resource", "list", "lamp", "-f", "json"]).await;
+    let (ok, out, err) = osc
+        .output(&["stack", "resource", "list", "lamp", "-f", "json"])
+        .await;
     assert!(ok, "{err}");
     let resources = json(&out);
     assert_eq!(resources.as_array().unwrap().len(), 4);
@@ -792,10 +786,12 @@ async fn the_real_openstack_client_drives_a_stack() {
         .as_str()
         .unwrap()
         .to_string();
-    let (ok, out, err) = openstack(&["stack", "event", "list", "lamp", "-f", "json"]).await;
+    let (ok, out, err) = osc
+        .output(&["stack", "event", "list", "lamp", "-f", "json"])
+        .await;
     assert!(ok, "{err}");
     assert_eq!(json(&out).as_array().unwrap().len(), 10);
-    let (ok, out, err) = openstack(&["server", "list", "-f", "json"]).await;
+    let (ok, out, err) = osc.output(&["server", "list", "-f", "json"]).await;
     assert!(ok, "{err}");
     assert!(
         json(&out)
@@ -805,17 +801,21 @@ async fn the_real_openstack_client_drives_a_stack() {
             .any(|s| s["ID"] == server.as_str() && s["Status"] == "ACTIVE")
     );
 
-    let (ok, out, err) = openstack(&["stack", "delete", "--yes", "--wait", "lamp"]).await;
+    let (ok, out, err) = osc
+        .output(&["stack", "delete", "--yes", "--wait", "lamp"])
+        .await;
     assert!(ok, "{out}{err}");
-    let (ok, out, err) = openstack(&["stack", "list", "-f", "json"]).await;
+    let (ok, out, err) = osc.output(&["stack", "list", "-f", "json"]).await;
     assert!(ok, "{err}");
     assert_eq!(json(&out), json!([]));
-    let (ok, out, _) = openstack(&["server", "list", "-f", "json"]).await;
+    let (ok, out, _) = osc.output(&["server", "list", "-f", "json"]).await;
     assert!(ok);
     assert_eq!(json(&out), json!([]));
 
     // Errors come out as heatclient prints Heat's: "ERROR: <message>".
-    let (ok, _, err) = openstack(&["stack", "create", "-t", "lamp.yaml", "other"]).await;
+    let (ok, _, err) = osc
+        .output(&["stack", "create", "-t", "lamp.yaml", "other"])
+        .await;
     assert!(!ok);
     assert!(
         err.contains("ERROR: The Parameter (keypair_name) was not provided."),

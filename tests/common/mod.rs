@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod osc;
+
 /// The seed factory's real definitions, read where they stand (never copied into the project):
 /// `FACTORY_COMPAT_DIR`, else `shared/compat/os_image_factory` beside an ancestor of the project.
 pub fn compat_dir() -> Option<PathBuf> {
