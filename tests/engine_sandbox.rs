@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use image_factory::engine::events::{BuildResult, Command, Event, Phase};
+use image_factory::engine::journal::ResourceKind;
 use image_factory::engine::{BuildEnv, Engine, cleanup, journal};
 use image_factory::openstack::image::NewImage;
 use image_factory::openstack::{Cloud, PollPolicy};
@@ -190,10 +191,37 @@ async fn keep_on_error_keeps_the_builder_until_cleanup() {
 
     let found = cleanup::find_leftovers(w.data.path()).unwrap();
     assert_eq!(found.len(), 1);
-    let failures = cleanup::clean_build(&w.cloud, &found[0].build_dir, &[], true, |_, _| {})
+    // The engine deletes them on command, reporting each.
+    let engine = engine(&w);
+    let mut events = engine.subscribe();
+    engine
+        .execute(Command::CleanUp(found[0].id().unwrap()))
         .await
         .unwrap();
-    assert!(failures.is_empty(), "{failures:?}");
+    let mut deleted = Vec::new();
+    loop {
+        match events.recv().await.unwrap() {
+            Event::ResourceDeleted { kind, error, .. } => {
+                assert_eq!(error, None);
+                deleted.push(kind);
+            }
+            Event::CleanupFinished { failures, .. } => {
+                assert!(failures.is_empty(), "{failures:?}");
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        [
+            ResourceKind::Keypair,
+            ResourceKind::SecurityGroup,
+            ResourceKind::Server,
+            ResourceKind::FloatingIp
+        ]
+    );
     assert_eq!(resources(&w.cloud).await, Vec::<String>::new());
     // Idempotent: a second clean-up finds nothing and deleting again is fine.
     assert!(cleanup::find_leftovers(w.data.path()).unwrap().is_empty());

@@ -49,16 +49,14 @@ fn ssh_cidr() -> Option<String> {
         .filter(|c| !c.trim().is_empty())
 }
 
-pub async fn run(
-    args: BuildArgs,
+/// The engine the command line and the console drive, on the connected cloud.
+pub fn engine(
+    connected: &cloud::Connected,
     repo_root: &Path,
     data_dir: &Path,
-    cloud_name: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let connected = cloud::connect(cloud_name, data_dir).await?;
-    let out = Printer::new(args.json);
-    out.note(&connected.label);
-    let engine = Engine::new(
+    parallel: usize,
+) -> Engine {
+    Engine::new(
         BuildEnv {
             cloud: connected.cloud.clone(),
             repo_root: repo_root.to_path_buf(),
@@ -72,8 +70,20 @@ pub async fn run(
                 SourceKind::Url
             },
         },
-        args.parallel,
-    );
+        parallel,
+    )
+}
+
+pub async fn run(
+    args: BuildArgs,
+    repo_root: &Path,
+    data_dir: &Path,
+    cloud_name: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let connected = cloud::connect(cloud_name, data_dir).await?;
+    let out = Printer::new(args.json);
+    out.note(&connected.label);
+    let engine = engine(&connected, repo_root, data_dir, args.parallel);
     let mut events = engine.subscribe();
     let mut started: HashSet<BuildId> = HashSet::new();
     for name in &args.names {
@@ -163,7 +173,7 @@ impl Interrupts {
     }
 }
 
-struct Printer {
+pub struct Printer {
     json: bool,
     colour: bool,
 }
@@ -187,7 +197,7 @@ fn strip_ansi(text: &str) -> String {
 }
 
 impl Printer {
-    fn new(json: bool) -> Printer {
+    pub fn new(json: bool) -> Printer {
         Printer {
             json,
             colour: std::io::stdout().is_terminal(),
@@ -203,7 +213,7 @@ impl Printer {
         let _ = writeln!(out, "{} {} {text}", Self::now(), id.definition);
     }
 
-    fn note(&self, text: &str) {
+    pub fn note(&self, text: &str) {
         if self.json {
             let line = serde_json::json!({"time": chrono::Utc::now().to_rfc3339(), "event": "note", "text": text});
             println!("{line}");
@@ -212,7 +222,7 @@ impl Printer {
         }
     }
 
-    fn event(&self, event: &Event) {
+    pub fn event(&self, event: &Event) {
         if self.json {
             let mut value = serde_json::to_value(event).unwrap_or_default();
             if let Some(map) = value.as_object_mut() {
@@ -260,6 +270,25 @@ impl Printer {
                 image_name,
                 ..
             } => self.line(id, &format!("image {image_name} ({image_id})")),
+            Event::ResourceDeleted {
+                kind, name, error, ..
+            } => match error {
+                None => self.line(id, &format!("deleted {kind:?} {name}")),
+                Some(e) => self.line(id, &format!("FAILED to delete {kind:?} {name}: {e}")),
+            },
+            Event::CleanupFinished { failures, .. } => {
+                if failures.is_empty() {
+                    self.line(id, "clean: nothing of this build is left in the cloud");
+                } else {
+                    self.line(
+                        id,
+                        &format!(
+                            "{} deletion(s) failed: `factory cleanup` retries",
+                            failures.len()
+                        ),
+                    );
+                }
+            }
             Event::OutputsRendered { files, .. } => {
                 for f in files {
                     self.line(id, &format!("rendered {f}"));

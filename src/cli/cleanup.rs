@@ -4,8 +4,13 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use image_factory::engine::cleanup;
+use std::collections::HashSet;
 
+use image_factory::engine::cleanup;
+use image_factory::engine::events::{Command, Event};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::build::Printer;
 use super::cloud;
 
 pub async fn run(data_dir: &Path, cloud_name: Option<&str>, yes: bool) -> anyhow::Result<ExitCode> {
@@ -44,17 +49,41 @@ pub async fn run(data_dir: &Path, cloud_name: Option<&str>, yes: bool) -> anyhow
     }
     let connected = cloud::connect(cloud_name, data_dir).await?;
     println!("{}", connected.label);
+    // The engine deletes, as for the console: one way to clean up. It builds nothing here, so
+    // the repository it is given does not matter.
+    let engine = super::build::engine(&connected, Path::new("."), data_dir, 1);
+    let out = Printer::new(false);
+    let mut events = engine.subscribe();
+    let mut pending = HashSet::new();
     let mut failures = 0;
     for l in &leftovers {
-        let problems =
-            cleanup::clean_build(&connected.cloud, &l.build_dir, &[], true, |r, outcome| {
-                match outcome {
-                    Ok(()) => println!("deleted {:?} {}", r.kind, r.name),
-                    Err(e) => println!("FAILED to delete {:?} {}: {e}", r.kind, r.name),
+        let Some(id) = l.id() else {
+            println!("skipped {}: not a build directory of this factory", l.build);
+            failures += 1;
+            continue;
+        };
+        match engine.execute(Command::CleanUp(id.clone())).await {
+            Ok(_) => {
+                pending.insert(id);
+            }
+            Err(e) => {
+                println!("skipped {}: {e}", l.build);
+                failures += 1;
+            }
+        }
+    }
+    while !pending.is_empty() {
+        match events.recv().await {
+            Ok(event) if pending.contains(event.build_id()) => {
+                out.event(&event);
+                if let Event::CleanupFinished { id, failures: f } = &event {
+                    failures += f.len();
+                    pending.remove(id);
                 }
-            })
-            .await?;
-        failures += problems.len();
+            }
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => break,
+        }
     }
     Ok(if failures == 0 {
         println!("clean");

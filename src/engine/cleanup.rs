@@ -141,6 +141,14 @@ pub struct Leftovers {
     pub resources: Vec<Resource>,
 }
 
+impl Leftovers {
+    /// The build's id, to ask the engine to clean it up (None for a directory not named by
+    /// the engine).
+    pub fn id(&self) -> Option<super::events::BuildId> {
+        super::events::BuildId::parse(&self.build)
+    }
+}
+
 /// Every finished or crashed build of the data directory with resources still to delete, kept
 /// builders included. Builds running in a live process (their lock names a live pid) are left
 /// alone.

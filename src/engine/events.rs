@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::journal::ResourceKind;
+
 pub use crate::waiting::Timing;
 
 /// One attempt at building one definition.
@@ -22,6 +24,26 @@ pub struct BuildId {
     pub started: String,
     /// 1 for the first attempt, then one more per rebuild of the same start.
     pub attempt: u32,
+}
+
+impl BuildId {
+    /// Reads the `definition-YYYYMMDDTHHMMSSZ-attempt` form `Display` writes (a build's
+    /// directory name).
+    pub fn parse(text: &str) -> Option<BuildId> {
+        let mut parts = text.rsplitn(3, '-');
+        let attempt = parts.next()?.parse().ok()?;
+        let started = parts.next()?;
+        let definition = parts.next()?;
+        let valid = started.len() == 16
+            && started.ends_with('Z')
+            && started.as_bytes().get(8) == Some(&b'T')
+            && !definition.is_empty();
+        valid.then(|| BuildId {
+            definition: definition.to_string(),
+            started: started.to_string(),
+            attempt,
+        })
+    }
 }
 
 impl fmt::Display for BuildId {
@@ -89,6 +111,9 @@ pub enum Command {
     SetKeepOnError(BuildId, bool),
     /// Cancel every running build (Ctrl-C, SIGTERM); their clean-up still runs.
     CancelAll,
+    /// Delete what a build that no longer runs left in the cloud (a crash, a kept builder), as
+    /// its journal lists it. Reported by `ResourceDeleted` events, then `CleanupFinished`.
+    CleanUp(BuildId),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,6 +196,18 @@ pub enum Event {
         id: BuildId,
         files: Vec<String>,
     },
+    /// A leftover deleted by `CleanUp` (or the reason it could not be).
+    ResourceDeleted {
+        id: BuildId,
+        kind: ResourceKind,
+        name: String,
+        error: Option<String>,
+    },
+    /// Every deletion that failed, said as the cloud said it (empty: nothing is left).
+    CleanupFinished {
+        id: BuildId,
+        failures: Vec<String>,
+    },
     BuildFinished {
         id: BuildId,
         result: BuildResult,
@@ -208,6 +245,8 @@ impl Event {
             | Event::TaskFinished { id, .. }
             | Event::ImageCreated { id, .. }
             | Event::OutputsRendered { id, .. }
+            | Event::ResourceDeleted { id, .. }
+            | Event::CleanupFinished { id, .. }
             | Event::BuildFinished { id, .. } => id,
         }
     }
@@ -300,6 +339,8 @@ impl BuildState {
                 ..
             } => self.image = Some((image_id.clone(), image_name.clone())),
             Event::OutputsRendered { files, .. } => self.outputs = files.clone(),
+            // After the build: the screen that asked for the clean-up shows them.
+            Event::ResourceDeleted { .. } | Event::CleanupFinished { .. } => {}
             Event::BuildFinished {
                 result, duration, ..
             } => {
@@ -321,6 +362,24 @@ mod tests {
             definition: "bundle-bookworm-lamp".into(),
             started: "20261125T090500Z".into(),
             attempt,
+        }
+    }
+
+    #[test]
+    fn build_ids_read_back_from_their_directory_names() {
+        let id = id(2);
+        assert_eq!(BuildId::parse(&id.to_string()), Some(id));
+        let dashed = "bundle-a-b-20261125T090500Z-1";
+        assert_eq!(BuildId::parse(dashed).unwrap().definition, "bundle-a-b");
+        for bad in [
+            "",
+            "x",
+            "web-1",
+            "web-today-1",
+            "web-20261125T090500Z-x",
+            "-20261125T090500Z-1",
+        ] {
+            assert_eq!(BuildId::parse(bad), None, "{bad}");
         }
     }
 

@@ -44,6 +44,8 @@ pub enum EngineError {
     Invalid(String),
     #[error("no running build {0}")]
     NotRunning(BuildId),
+    #[error("{0} is still running: cancel it first (its clean-up then runs by itself)")]
+    StillRunning(BuildId),
     #[error("cannot record build history: {0}")]
     History(#[from] crate::history::HistoryError),
 }
@@ -123,7 +125,38 @@ impl Engine {
                 }
                 Ok(None)
             }
+            Command::CleanUp(id) => {
+                self.clean_up(id).await?;
+                Ok(None)
+            }
         }
+    }
+
+    /// Deletes a stopped build's leftovers in the background, reporting each deletion.
+    async fn clean_up(&self, id: BuildId) -> Result<(), EngineError> {
+        let dir = self.history.build_dir(&id);
+        if self.running.lock().await.contains_key(&id) || lock::is_running(&dir) {
+            return Err(EngineError::StillRunning(id));
+        }
+        let cloud = self.env.cloud.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let result = cleanup::clean_build(&cloud, &dir, &[], true, |r, outcome| {
+                let _ = events.send(Event::ResourceDeleted {
+                    id: id.clone(),
+                    kind: r.kind,
+                    name: r.name.clone(),
+                    error: outcome.as_ref().err().map(ToString::to_string),
+                });
+            })
+            .await;
+            let failures = match result {
+                Ok(failures) => failures.iter().map(ToString::to_string).collect(),
+                Err(e) => vec![e.to_string()],
+            };
+            let _ = events.send(Event::CleanupFinished { id, failures });
+        });
+        Ok(())
     }
 
     /// Waits until no build runs (after `CancelAll`, their clean-up included).

@@ -249,7 +249,7 @@ impl Recorder {
                 for (phase, took) in &self.step_times {
                     writeln!(
                         self.log,
-                        "{:<22} {:>8.1} s",
+                        "{:<34} {:>7.1} s",
                         phase.label(),
                         took.as_secs_f64()
                     )
@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(
             read_log(&dir).unwrap(),
             "==> boot the builder server\nhello\n==> timing\n\
-             boot the builder server     12.0 s\n\
+             boot the builder server               12.0 s\n\
              ran 59.0 s: waited on the cloud 40.0 s, the machine 6.5 s, Ansible 12.0 s, \
              tools 0.2 s; engine overhead 0.250 s\n"
         );
