@@ -274,6 +274,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let line = cloud_line.clone();
             let cloud_name = cli.cloud.clone();
             let dir = data_dir.clone();
+            let repo_root = catalog.root.clone();
+            let (commands, mut command_rx) = tokio::sync::mpsc::unbounded_channel();
+            let (event_tx, events) = std::sync::mpsc::channel();
             let connecting = rt.spawn(async move {
                 let connected = cloud::connect(cloud_name.as_deref(), &dir).await;
                 let text = match &connected {
@@ -283,13 +286,54 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if let Ok(mut l) = line.lock() {
                     *l = text;
                 }
-                connected.ok()
+                let connected = connected.ok()?;
+                // The console's engine: its events go to the screen, the screen's commands to it.
+                let engine = build::engine(&connected, &repo_root, &dir, 2);
+                let mut subscription = engine.subscribe();
+                tokio::spawn(async move {
+                    use tokio::sync::broadcast::error::RecvError;
+                    loop {
+                        match subscription.recv().await {
+                            Ok(event) => {
+                                if event_tx.send(event).is_err() {
+                                    break;
+                                }
+                            }
+                            Err(RecvError::Lagged(_)) => {}
+                            Err(RecvError::Closed) => break,
+                        }
+                    }
+                });
+                let commanded = engine.clone();
+                tokio::spawn(async move {
+                    while let Some(command) = command_rx.recv().await {
+                        // A refused clean-up also ends with its CleanupFinished event.
+                        if let Err(e) = commanded.execute(command).await {
+                            tracing::warn!("console command refused: {e}");
+                        }
+                    }
+                });
+                Some((connected, engine))
             });
-            crate::tui::run(&catalog, theme, &cloud_line)?;
-            if let Ok(Some(connected)) = rt.block_on(connecting)
-                && let Some(sandbox) = connected.sandbox
-            {
-                rt.block_on(sandbox.shutdown());
+            let link = crate::tui::EngineLink {
+                commands,
+                events,
+                leftovers: image_factory::engine::cleanup::find_leftovers(&data_dir)
+                    .unwrap_or_default(),
+            };
+            crate::tui::run(&catalog, theme, &cloud_line, link)?;
+            if let Ok(Some((connected, engine))) = rt.block_on(connecting) {
+                // Quitting cancels what runs; clean-ups end before the sandbox stops.
+                rt.block_on(async {
+                    engine
+                        .execute(image_factory::engine::events::Command::CancelAll)
+                        .await
+                        .ok();
+                    engine.wait_idle().await;
+                });
+                if let Some(sandbox) = connected.sandbox {
+                    rt.block_on(sandbox.shutdown());
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::catalog::Catalog;
 use crate::history::History;
@@ -63,6 +64,8 @@ pub struct Engine {
     history: History,
     slots: Arc<Semaphore>,
     running: Arc<Mutex<HashMap<BuildId, Running>>>,
+    /// Clean-ups of stopped builds under way.
+    cleanups: TaskTracker,
     events: broadcast::Sender<Event>,
 }
 
@@ -75,6 +78,7 @@ impl Engine {
             env,
             slots: Arc::new(Semaphore::new(max_parallel.max(1))),
             running: Arc::new(Mutex::new(HashMap::new())),
+            cleanups: TaskTracker::new(),
             events,
         }
     }
@@ -132,15 +136,21 @@ impl Engine {
         }
     }
 
-    /// Deletes a stopped build's leftovers in the background, reporting each deletion.
+    /// Deletes a stopped build's leftovers in the background, reporting each deletion; always
+    /// ends with `CleanupFinished`, a refusal included.
     async fn clean_up(&self, id: BuildId) -> Result<(), EngineError> {
         let dir = self.history.build_dir(&id);
         if self.running.lock().await.contains_key(&id) || lock::is_running(&dir) {
-            return Err(EngineError::StillRunning(id));
+            let refused = EngineError::StillRunning(id.clone());
+            let _ = self.events.send(Event::CleanupFinished {
+                id,
+                failures: vec![refused.to_string()],
+            });
+            return Err(refused);
         }
         let cloud = self.env.cloud.clone();
         let events = self.events.clone();
-        tokio::spawn(async move {
+        self.cleanups.spawn(async move {
             let result = cleanup::clean_build(&cloud, &dir, &[], true, |r, outcome| {
                 let _ = events.send(Event::ResourceDeleted {
                     id: id.clone(),
@@ -170,6 +180,9 @@ impl Engine {
                 .map(|r| r.done.clone())
                 .collect();
             if waiting.is_empty() {
+                self.cleanups.close();
+                self.cleanups.wait().await;
+                self.cleanups.reopen();
                 return;
             }
             for mut done in waiting {

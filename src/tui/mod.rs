@@ -1,14 +1,18 @@
-//! The console. For now: the catalog, each definition's details and validation problems.
+//! The console. For now: the catalog, each definition's details and validation problems, and
+//! at start what crashed builds left in the cloud.
 //!
-//! Drawing is a pure function of `CatalogView`; the loop only reads keys and redraws when
-//! something changed. Never calls a cloud.
+//! Drawing is a pure function of `CatalogView`; the loop only reads keys and engine events and
+//! redraws when something changed. Never calls a cloud: it sends commands to the engine.
 
+pub mod leftovers;
 pub mod theme;
 
 use std::time::Duration;
 
 use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use image_factory::catalog::{Catalog, Definition, Severity};
+use image_factory::engine::events::Command;
+use leftovers::LeftoversDialog;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
@@ -25,6 +29,8 @@ pub struct CatalogView<'c> {
     /// Which cloud builds would go to, said plainly (the embedded sandbox above all).
     cloud_line: String,
     selected: usize,
+    /// Shown over the catalog until the operator answers it.
+    pub leftovers: Option<LeftoversDialog>,
     pub quit: bool,
 }
 
@@ -35,6 +41,7 @@ impl<'c> CatalogView<'c> {
             theme,
             cloud_line: cloud_line.to_string(),
             selected: 0,
+            leftovers: None,
             quit: false,
         }
     }
@@ -43,13 +50,27 @@ impl<'c> CatalogView<'c> {
         self.catalog.definitions.get(self.selected)
     }
 
-    /// Returns true when the key changed something on screen.
-    pub fn on_key(&mut self, key: KeyEvent) -> bool {
+    /// Returns true when the key changed something on screen, and the commands it leads to.
+    pub fn on_key(&mut self, key: KeyEvent) -> (bool, Vec<Command>) {
+        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return (true, Vec::new());
+        }
+        if let Some(dialog) = &mut self.leftovers {
+            let commands = dialog.on_key(key);
+            if dialog.closed {
+                self.leftovers = None;
+            }
+            return (true, commands);
+        }
+        (self.on_catalog_key(key), Vec::new())
+    }
+
+    fn on_catalog_key(&mut self, key: KeyEvent) -> bool {
         let last = self.catalog.definitions.len().saturating_sub(1);
         let before = self.selected;
         match key.code {
             KeyCode::Char('q') | KeyCode::Esc => self.quit = true,
-            KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => self.quit = true,
             KeyCode::Down | KeyCode::Char('j') => self.selected = (self.selected + 1).min(last),
             KeyCode::Up | KeyCode::Char('k') => self.selected = self.selected.saturating_sub(1),
             KeyCode::Home | KeyCode::Char('g') => self.selected = 0,
@@ -91,6 +112,9 @@ impl<'c> CatalogView<'c> {
             Span::raw(self.catalog.root.display().to_string()),
         ]);
         frame.render_widget(Paragraph::new(help), footer);
+        if let Some(dialog) = &self.leftovers {
+            dialog.draw(frame, &self.theme);
+        }
     }
 
     fn draw_list(&self, frame: &mut Frame, area: Rect) {
@@ -209,6 +233,15 @@ fn details(def: &Definition, theme: &Theme) -> Vec<Line<'static>> {
     lines
 }
 
+/// The console's side of the engine: commands go out, events come back. The engine itself
+/// starts once the cloud is connected; commands wait for it.
+pub struct EngineLink {
+    pub commands: tokio::sync::mpsc::UnboundedSender<Command>,
+    pub events: std::sync::mpsc::Receiver<image_factory::engine::events::Event>,
+    /// What the journals of stopped builds still hold, read at start.
+    pub leftovers: Vec<image_factory::engine::cleanup::Leftovers>,
+}
+
 /// Runs the console until the operator quits; the terminal is restored whatever happens.
 /// `cloud_line` is updated by whoever connects to the cloud in the background: the screen shows
 /// the catalog at once and the cloud's line when it is known.
@@ -216,10 +249,12 @@ pub fn run(
     catalog: &Catalog,
     theme: Theme,
     cloud_line: &std::sync::Mutex<String>,
+    engine: EngineLink,
 ) -> std::io::Result<()> {
     let read_line = || cloud_line.lock().map(|l| l.clone()).unwrap_or_default();
     let mut terminal = ratatui::init();
     let mut view = CatalogView::new(catalog, theme, &read_line());
+    view.leftovers = LeftoversDialog::new(engine.leftovers);
     let result = (|| -> std::io::Result<()> {
         terminal.draw(|f| view.draw(f))?;
         while !view.quit {
@@ -227,11 +262,21 @@ pub fn run(
             if event::poll(INPUT_POLL_INTERVAL)? {
                 redraw = match event::read()? {
                     Event::Key(key) if key.kind == KeyEventKind::Press => {
-                        view.on_key(key) || view.quit
+                        let (changed, commands) = view.on_key(key);
+                        for command in commands {
+                            // The engine's side lives as long as the console.
+                            let _ = engine.commands.send(command);
+                        }
+                        changed || view.quit
                     }
                     Event::Resize(..) => true,
                     _ => false,
                 };
+            }
+            while let Ok(event) = engine.events.try_recv() {
+                if let Some(dialog) = &mut view.leftovers {
+                    redraw |= dialog.on_event(&event);
+                }
             }
             let line = read_line();
             if line != view.cloud_line {
@@ -315,6 +360,97 @@ mod tests {
 
         view.on_key(KeyEvent::from(KeyCode::Char('q')));
         assert!(view.quit);
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_shown_first_and_deleted_by_the_engine_on_y() {
+        use image_factory::engine::cleanup::find_leftovers;
+        use image_factory::engine::events::{BuildId, Event};
+        use image_factory::engine::journal::{Journal, ResourceKind};
+
+        let (_dir, catalog) = fixture_repo();
+        let data = tempfile::tempdir().unwrap();
+        let id = BuildId {
+            definition: "bundle-web".into(),
+            started: "20261125T090500Z".into(),
+            attempt: 1,
+        };
+        let build_dir = data.path().join("builds").join(id.to_string());
+        std::fs::create_dir_all(&build_dir).unwrap();
+        let mut journal = Journal::open(&build_dir).unwrap();
+        journal
+            .intend(ResourceKind::Keypair, "factory-key")
+            .unwrap();
+        journal
+            .created(ResourceKind::Keypair, "factory-key", "factory-key")
+            .unwrap();
+        journal
+            .intend(ResourceKind::Server, "factory-builder")
+            .unwrap();
+        journal
+            .created(ResourceKind::Server, "factory-builder", "srv-1")
+            .unwrap();
+        drop(journal);
+
+        let mut view = CatalogView::new(&catalog, Theme::default(), "cloud: test");
+        view.leftovers = LeftoversDialog::new(find_leftovers(data.path()).unwrap());
+        let asking = screen(&view, 120, 24);
+        assert!(asking.contains("Leftovers in the cloud"), "{asking}");
+        assert!(
+            asking.contains("2 resource(s) left in the cloud by 1 build(s)"),
+            "{asking}"
+        );
+        assert!(asking.contains("bundle-web-20261125T090500Z-1"), "{asking}");
+        assert!(
+            asking.contains("Server         factory-builder  srv-1"),
+            "{asking}"
+        );
+        assert!(asking.contains("y delete them now"), "{asking}");
+
+        // Catalog keys do not reach the catalog while the question is open.
+        let (_, commands) = view.on_key(KeyEvent::from(KeyCode::Char('j')));
+        assert!(commands.is_empty());
+        let (_, commands) = view.on_key(KeyEvent::from(KeyCode::Char('y')));
+        assert_eq!(commands, [Command::CleanUp(id.clone())]);
+        assert!(screen(&view, 120, 24).contains("deleting…"));
+
+        let dialog = view.leftovers.as_mut().unwrap();
+        assert!(dialog.on_event(&Event::ResourceDeleted {
+            id: id.clone(),
+            kind: ResourceKind::Server,
+            name: "factory-builder".into(),
+            error: None,
+        }));
+        assert!(dialog.on_event(&Event::ResourceDeleted {
+            id: id.clone(),
+            kind: ResourceKind::Keypair,
+            name: "factory-key".into(),
+            error: Some("Compute: 503 Service Unavailable".into()),
+        }));
+        assert!(dialog.on_event(&Event::CleanupFinished {
+            id: id.clone(),
+            failures: vec!["Compute: 503 Service Unavailable".into()],
+        }));
+        let done = screen(&view, 120, 24);
+        assert!(done.contains("deleted Server factory-builder"), "{done}");
+        assert!(
+            done.contains("FAILED Keypair factory-key (bundle-web): Compute: 503"),
+            "{done}"
+        );
+        assert!(
+            done.contains("1 deletion(s) failed: `factory cleanup` retries"),
+            "{done}"
+        );
+
+        view.on_key(KeyEvent::from(KeyCode::Enter));
+        assert!(view.leftovers.is_none());
+        assert!(!screen(&view, 120, 24).contains("Leftovers"));
+        assert!(!view.quit);
+    }
+
+    #[test]
+    fn leftovers_can_be_left_for_later() {
+        assert!(LeftoversDialog::new(Vec::new()).is_none());
     }
 
     #[test]

@@ -1,0 +1,197 @@
+//! At start, what crashed or kept builds left in the cloud, as their journals say: the operator
+//! deletes it with one key (the engine does the deleting) or leaves it for `factory cleanup`.
+
+use crossterm::event::{KeyCode, KeyEvent};
+use image_factory::engine::cleanup::Leftovers;
+use image_factory::engine::events::{BuildId, Command, Event};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use super::theme::Theme;
+
+#[derive(Debug, PartialEq)]
+enum Stage {
+    Asking,
+    Cleaning,
+    Done,
+}
+
+pub struct LeftoversDialog {
+    leftovers: Vec<Leftovers>,
+    stage: Stage,
+    /// Builds asked to be cleaned whose `CleanupFinished` has not come yet.
+    pending: Vec<BuildId>,
+    progress: Vec<(bool, String)>,
+    failures: usize,
+    pub closed: bool,
+}
+
+impl LeftoversDialog {
+    /// None when nothing is left anywhere.
+    pub fn new(leftovers: Vec<Leftovers>) -> Option<LeftoversDialog> {
+        (!leftovers.is_empty()).then(|| LeftoversDialog {
+            leftovers,
+            stage: Stage::Asking,
+            pending: Vec::new(),
+            progress: Vec::new(),
+            failures: 0,
+            closed: false,
+        })
+    }
+
+    fn resource_count(&self) -> usize {
+        self.leftovers.iter().map(|l| l.resources.len()).sum()
+    }
+
+    /// Handles a key; returns the commands for the engine it leads to.
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        match (&self.stage, key.code) {
+            (Stage::Asking, KeyCode::Char('y' | 'Y')) => {
+                self.stage = Stage::Cleaning;
+                let mut commands = Vec::new();
+                for l in &self.leftovers {
+                    match l.id() {
+                        Some(id) => {
+                            self.pending.push(id.clone());
+                            commands.push(Command::CleanUp(id));
+                        }
+                        None => {
+                            self.failures += 1;
+                            self.progress
+                                .push((false, format!("{}: not a build directory", l.build)));
+                        }
+                    }
+                }
+                if self.pending.is_empty() {
+                    self.stage = Stage::Done;
+                }
+                commands
+            }
+            (Stage::Asking, KeyCode::Char('n' | 'N') | KeyCode::Esc)
+            | (Stage::Done, KeyCode::Enter | KeyCode::Esc | KeyCode::Char('q')) => {
+                self.closed = true;
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Takes the engine's report of the clean-up; returns whether the dialog changed.
+    pub fn on_event(&mut self, event: &Event) -> bool {
+        if !self.pending.contains(event.build_id()) {
+            return false;
+        }
+        match event {
+            Event::ResourceDeleted {
+                id,
+                kind,
+                name,
+                error,
+            } => {
+                let text = match error {
+                    None => format!("deleted {kind:?} {name}"),
+                    Some(e) => format!("FAILED {kind:?} {name} ({}): {e}", id.definition),
+                };
+                self.progress.push((error.is_none(), text));
+            }
+            Event::CleanupFinished { id, failures } => {
+                for f in failures {
+                    if !self.progress.iter().any(|(_, t)| t.ends_with(f.as_str())) {
+                        self.progress.push((false, f.clone()));
+                    }
+                }
+                self.failures += failures.len();
+                self.pending.retain(|p| p != id);
+                if self.pending.is_empty() {
+                    self.stage = Stage::Done;
+                }
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    pub fn draw(&self, frame: &mut Frame, theme: &Theme) {
+        let area = centered(frame.area(), 90, 70);
+        frame.render_widget(Clear, area);
+        let bold = Style::new().add_modifier(Modifier::BOLD);
+        let mut lines = vec![Line::styled(
+            format!(
+                "{} resource(s) left in the cloud by {} build(s) that did not clean up \
+                 (a crash, or kept for triage):",
+                self.resource_count(),
+                self.leftovers.len()
+            ),
+            Style::new().fg(theme.warning),
+        )];
+        for l in &self.leftovers {
+            lines.push(Line::styled(format!("  {}", l.build), bold));
+            for r in &l.resources {
+                lines.push(Line::raw(format!(
+                    "    {:<14} {}{}",
+                    format!("{:?}", r.kind),
+                    r.name,
+                    r.id.as_deref()
+                        .map(|i| format!("  {i}"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        lines.push(Line::raw(""));
+        for (ok, text) in &self.progress {
+            let color = if *ok { theme.ok } else { theme.error };
+            lines.push(Line::styled(text.clone(), Style::new().fg(color)));
+        }
+        let keys = |pairs: &[(&str, &str)]| {
+            let mut spans = Vec::new();
+            for (key, what) in pairs {
+                spans.push(Span::styled(format!(" {key}"), bold));
+                spans.push(Span::raw(format!(" {what} ")));
+            }
+            Line::from(spans)
+        };
+        lines.push(match self.stage {
+            Stage::Asking => keys(&[
+                ("y", "delete them now"),
+                ("n", "leave them (`factory cleanup` deletes them later)"),
+            ]),
+            Stage::Cleaning => Line::styled("deleting…", Style::new().fg(theme.muted)),
+            Stage::Done if self.failures == 0 => Line::from(vec![
+                Span::styled("clean: nothing is left. ", Style::new().fg(theme.ok)),
+                Span::styled("Enter", bold),
+                Span::raw(" close"),
+            ]),
+            Stage::Done => Line::from(vec![
+                Span::styled(
+                    format!(
+                        "{} deletion(s) failed: `factory cleanup` retries. ",
+                        self.failures
+                    ),
+                    Style::new().fg(theme.error),
+                ),
+                Span::styled("Enter", bold),
+                Span::raw(" close"),
+            ]),
+        });
+        let dialog = Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(Style::new().fg(theme.warning))
+                .title(" Leftovers in the cloud "),
+        );
+        frame.render_widget(dialog, area);
+    }
+}
+
+fn centered(area: Rect, width_percent: u16, height_percent: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Percentage(height_percent)])
+        .flex(Flex::Center)
+        .areas(area);
+    let [cell] = Layout::horizontal([Constraint::Percentage(width_percent)])
+        .flex(Flex::Center)
+        .areas(row);
+    cell
+}
