@@ -115,8 +115,6 @@ impl LeftoversDialog {
     }
 
     pub fn draw(&self, frame: &mut Frame, theme: &Theme) {
-        let area = centered(frame.area(), 90, 70);
-        frame.render_widget(Clear, area);
         let bold = Style::new().add_modifier(Modifier::BOLD);
         let mut lines = vec![Line::styled(
             format!(
@@ -135,6 +133,7 @@ impl LeftoversDialog {
                     format!("{:?}", r.kind),
                     r.name,
                     r.id.as_deref()
+                        .filter(|i| *i != r.name)
                         .map(|i| format!("  {i}"))
                         .unwrap_or_default()
                 )));
@@ -176,6 +175,10 @@ impl LeftoversDialog {
                 Span::raw(" close"),
             ]),
         });
+        // As tall as its lines (plus borders), within the screen.
+        let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
+        let area = centered(frame.area(), 90, height);
+        frame.render_widget(Clear, area);
         let dialog = Paragraph::new(lines).wrap(Wrap { trim: false }).block(
             Block::default()
                 .borders(Borders::ALL)
@@ -186,8 +189,8 @@ impl LeftoversDialog {
     }
 }
 
-fn centered(area: Rect, width_percent: u16, height_percent: u16) -> Rect {
-    let [row] = Layout::vertical([Constraint::Percentage(height_percent)])
+fn centered(area: Rect, width_percent: u16, height: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
         .flex(Flex::Center)
         .areas(area);
     let [cell] = Layout::horizontal([Constraint::Percentage(width_percent)])
