@@ -69,6 +69,9 @@ pub struct Image {
     pub tags: Vec<String>,
     #[serde(default)]
     pub protected: bool,
+    /// Left out of image lists unless asked for (Glance's own attribute, never a property).
+    #[serde(default)]
+    pub os_hidden: bool,
     #[serde(default)]
     pub created_at: Option<String>,
     #[serde(default)]
