@@ -11,6 +11,7 @@ pub mod paths;
 pub mod provision;
 pub mod render;
 pub mod sandbox;
+pub mod serde_millis;
 pub mod vm;
 pub mod waiting;
 pub mod yaml;

@@ -26,23 +26,23 @@ pub enum On {
 /// Where a task's time went.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waited {
-    #[serde(with = "millis")]
+    #[serde(with = "crate::serde_millis")]
     pub cloud: Duration,
-    #[serde(with = "millis")]
+    #[serde(with = "crate::serde_millis")]
     pub machine: Duration,
-    #[serde(with = "millis")]
+    #[serde(with = "crate::serde_millis")]
     pub ansible: Duration,
-    #[serde(with = "millis")]
+    #[serde(with = "crate::serde_millis")]
     pub tools: Duration,
     /// Wall time with at least one wait in progress (concurrent waits count once).
-    #[serde(with = "millis")]
+    #[serde(with = "crate::serde_millis")]
     pub any: Duration,
 }
 
 /// A task's wall time and what it waited on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timing {
-    #[serde(with = "millis")]
+    #[serde(with = "crate::serde_millis")]
     pub wall: Duration,
     pub waited: Waited,
 }
@@ -159,19 +159,6 @@ pub async fn on<F: Future>(on: On, work: F) -> F::Output {
         started,
     };
     work.await
-}
-
-mod millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
 }
 
 #[cfg(test)]

@@ -4,23 +4,10 @@
 
 mod common;
 
+use common::osc::venv_tool;
+
 use std::path::PathBuf;
 use std::process::Command;
-
-fn venv_tool(name: &str) -> Option<PathBuf> {
-    let tool = common::project_dir().join(".venv/bin").join(name);
-    if tool.is_file() {
-        return Some(tool);
-    }
-    let why = format!(
-        "{} is missing: run `make test` (or setup/install.sh) to create the project's .venv",
-        tool.display()
-    );
-    // CI prepares the venv: there, a missing tool is a failure, not a reason to skip.
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    eprintln!("SKIP: {why}");
-    None
-}
 
 fn playbooks() -> Vec<PathBuf> {
     let root = common::project_dir();

@@ -166,7 +166,7 @@ pub enum Event {
     StepFinished {
         id: BuildId,
         phase: Phase,
-        #[serde(with = "millis")]
+        #[serde(with = "crate::serde_millis")]
         duration: Duration,
     },
     ServerStateChanged {
@@ -211,25 +211,12 @@ pub enum Event {
     BuildFinished {
         id: BuildId,
         result: BuildResult,
-        #[serde(with = "millis")]
+        #[serde(with = "crate::serde_millis")]
         duration: Duration,
         /// Where the running time went; the engine's overhead is what is not waiting.
         #[serde(default)]
         timing: Timing,
     },
-}
-
-mod millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
 }
 
 impl Event {

@@ -50,7 +50,7 @@ pub struct AccelProbe {
     /// One sentence saying why, e.g. "KVM: Linux 6.1.0-56 printed nothing in 5s; using TCG".
     pub reason: String,
     /// How long the probe took.
-    #[serde(with = "millis")]
+    #[serde(with = "crate::serde_millis")]
     pub elapsed: Duration,
 }
 
@@ -312,19 +312,6 @@ async fn boot(
     };
     let _ = child.kill().await;
     result
-}
-
-mod millis {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
 }
 
 #[cfg(test)]
