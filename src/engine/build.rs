@@ -434,7 +434,7 @@ impl Build {
         let mut ssh_hint = String::new();
         if self.env.ssh_cidr.is_none() {
             let cidr = self
-                .step(Phase::WaitSsh, async {
+                .step(Phase::SecurityGroup, async {
                     let cidr = ssh::source_cidr(&address)?;
                     cloud
                         .create_security_group_rule(&NewRule::ingress_tcp(&group_id, 22, &cidr))
@@ -462,14 +462,23 @@ impl Build {
         };
         p.ssh = Some(target.clone());
         self.step(Phase::WaitSsh, async {
-            self.pin_from_console(&server.id, &target, settings.timeouts.ssh)
+            // SSH is probed at once while the console is read for cloud-init's host keys: they
+            // are pinned if they show first, and checked against the key SSH trusted otherwise.
+            let ready = CancellationToken::new();
+            let probe = async {
+                let result = ssh::wait_ready(&target, settings.timeouts.ssh, |stage| {
+                    self.say(format!("ssh: {stage}"))
+                })
                 .await;
-            let ready = ssh::wait_ready(&target, settings.timeouts.ssh, |stage| {
-                self.say(format!("ssh: {stage}"))
-            });
-            waiting::on(On::Machine, ready)
-                .await
-                .map_err(|e| format!("{e}{ssh_hint}"))
+                ready.cancel();
+                result
+            };
+            let (keys, result) = tokio::join!(
+                self.pin_from_console(&server.id, &target, &ready),
+                waiting::on(On::Machine, probe)
+            );
+            result.map_err(|e| format!("{e}{ssh_hint}"))?;
+            self.check_console_keys(&server.id, &target, keys).await
         })
         .await?;
 
@@ -508,14 +517,13 @@ impl Build {
             self.say(format!("no {}: nothing to provision", playbook.display()));
         }
 
-        // Hygiene, then stop and snapshot.
-        self.step(
-            Phase::Hygiene,
-            waiting::on(
-                On::Machine,
-                run_script(&target, &Hygiene::default().script(&target.user)),
-            ),
-        )
+        // Hygiene (host keys cloud-init printed late are checked first), then stop and snapshot.
+        self.step(Phase::Hygiene, async {
+            self.check_console_keys(&server.id, &target, Vec::new())
+                .await?;
+            let script = Hygiene::default().script(&target.user);
+            waiting::on(On::Machine, run_script(&target, &script)).await
+        })
         .await?;
         let server_id = server.id.clone();
         let mut report = |c: &StatusChange| {
@@ -694,14 +702,19 @@ impl Build {
             .map_err(|e| e.to_string())
     }
 
-    /// Polls the console for cloud-init's host keys until SSH answers or they appear.
-    async fn pin_from_console(&self, server_id: &str, target: &SshTarget, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+    /// Polls the console for cloud-init's host keys until they appear (pinned, unless SSH has
+    /// already trusted a key) or SSH is ready; returns those seen.
+    async fn pin_from_console(
+        &self,
+        server_id: &str,
+        target: &SshTarget,
+        ready: &CancellationToken,
+    ) -> Vec<String> {
         let mut delay = Duration::from_secs(1);
-        while Instant::now() < deadline {
-            if let Ok(console) = self.env.cloud.console_output(server_id, None).await {
-                let keys = ssh::host_keys_from_console(&console);
-                if !keys.is_empty() {
+        while !ready.is_cancelled() {
+            let keys = self.console_host_keys(server_id).await;
+            if !keys.is_empty() {
+                if !target.known_hosts.is_file() {
                     match ssh::pin_host_keys(
                         &target.known_hosts,
                         &target.address,
@@ -714,19 +727,47 @@ impl Build {
                         )),
                         Err(e) => self.say(format!("ssh: {e}")),
                     }
-                    return;
                 }
-                // SSH already answers but the console shows no keys: trust on first use instead.
-                if console.contains("login:")
-                    || console.contains("Cloud-init") && console.contains("finished")
-                {
-                    self.say("ssh: no host keys on the console; trusting the first key seen");
-                    return;
-                }
+                return keys;
             }
-            waiting::on(On::Machine, tokio::time::sleep(delay)).await;
+            tokio::select! {
+                () = waiting::on(On::Machine, tokio::time::sleep(delay)) => {}
+                () = ready.cancelled() => {}
+            }
             delay = (delay * 2).min(Duration::from_secs(10));
         }
+        Vec::new()
+    }
+
+    async fn console_host_keys(&self, server_id: &str) -> Vec<String> {
+        match self.env.cloud.console_output(server_id, None).await {
+            Ok(console) => ssh::host_keys_from_console(&console),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The key SSH trusted must be the one cloud-init printed, when it printed one (`seen`, or
+    /// the console read now).
+    async fn check_console_keys(
+        &self,
+        server_id: &str,
+        target: &SshTarget,
+        seen: Vec<String>,
+    ) -> Result<(), String> {
+        let keys = if seen.is_empty() {
+            self.console_host_keys(server_id).await
+        } else {
+            seen
+        };
+        if keys.is_empty() {
+            self.say("ssh: no host keys on the console yet; trusted the key the builder presented");
+            return Ok(());
+        }
+        let checked = ssh::check_host_keys(&target.known_hosts, &keys)?;
+        self.say(format!(
+            "ssh: the builder's host key matches its console ({checked} checked)"
+        ));
+        Ok(())
     }
 }
 

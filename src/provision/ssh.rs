@@ -122,6 +122,43 @@ pub fn host_keys_from_console(console: &str) -> Vec<String> {
     keys
 }
 
+/// Checks the host keys SSH trusted (the build's known_hosts) against those cloud-init printed
+/// on the console: for every key type the console shows, the trusted key must be the console's.
+/// Key types the console does not show are not judged.
+pub fn check_host_keys(known_hosts: &Path, console_keys: &[String]) -> Result<usize, String> {
+    let text = std::fs::read_to_string(known_hosts)
+        .map_err(|e| format!("cannot read {}: {e}", known_hosts.display()))?;
+    let mut checked = 0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let mut words = line.split_whitespace().skip(1);
+        let (Some(kind), Some(key)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let same_kind: Vec<&String> = console_keys
+            .iter()
+            .filter(|c| c.split_whitespace().next() == Some(kind))
+            .collect();
+        if same_kind.is_empty() {
+            continue;
+        }
+        let trusted = format!("{kind} {key}");
+        if !same_kind.iter().any(|c| **c == trusted) {
+            return Err(format!(
+                "host key mismatch: the builder presented {kind} {}… but its console shows {}: \
+                 something else answered on its address",
+                key.chars().take(16).collect::<String>(),
+                same_kind
+                    .iter()
+                    .map(|c| format!("{}…", c.chars().take(kind.len() + 17).collect::<String>()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        checked += 1;
+    }
+    Ok(checked)
+}
+
 fn known_hosts_name(address: &str, port: u16) -> String {
     if port == 22 {
         address.to_string()
@@ -303,6 +340,26 @@ pub async fn wait_ready(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trusted_keys_are_checked_against_the_console() {
+        let dir = tempfile::tempdir().unwrap();
+        let known = dir.path().join("known_hosts");
+        std::fs::write(
+            &known,
+            "127.0.0.1 ssh-ed25519 AAAAgood\n127.0.0.1 ssh-rsa AAAArsa\n",
+        )
+        .unwrap();
+        let console = ["ssh-ed25519 AAAAgood".to_string()];
+        assert_eq!(check_host_keys(&known, &console), Ok(1));
+        assert_eq!(check_host_keys(&known, &[]), Ok(0));
+        let other = ["ssh-ed25519 AAAAevil".to_string()];
+        let err = check_host_keys(&known, &other).unwrap_err();
+        assert!(
+            err.starts_with("host key mismatch: the builder presented ssh-ed25519 AAAAgood"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn the_source_address_towards_a_builder_is_a_single_host() {
