@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: setup build run test lint bench clean
+.PHONY: setup build run test lint bench bench-packer clean
 
 setup:
 	@setup/install.sh
@@ -26,6 +26,13 @@ test: lint
 # OpenStack client beside python-openstackclient (bench/openstack.sh says what and how).
 bench: setup
 	bench/openstack.sh
+
+# The same bundle built by HashiCorp Packer 1.6.6 (Debian's package, installed if missing) and by
+# `factory build`, on one sandbox cloud with QEMU machines: wall time and time per step
+# (bench/packer-vs-factory.sh; BENCH_ROUNDS=N for more rounds).
+bench-packer: setup
+	@command -v packer >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q packer
+	bench/packer-vs-factory.sh
 
 clean:
 	$(CARGO) clean

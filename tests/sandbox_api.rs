@@ -722,6 +722,104 @@ async fn neutron_floating_ips_reach_servers_through_router1() {
     assert_eq!(body["NeutronError"]["type"], "NetworkInUse");
 }
 
+/// Nova's `os-interface`, as Packer's openstack builder (gophercloud's attachinterfaces) uses
+/// it: the server's ports, whose first one gets the floating IP.
+#[tokio::test]
+async fn nova_lists_a_servers_port_interfaces() {
+    let cloud = Cloud::start().await;
+    let image = cloud.image("base", vec![0; 16]).await;
+    let id = cloud.server("builder", &image).await;
+    cloud
+        .wait_for(
+            &format!("/compute/v2.1/servers/{id}"),
+            "/server/status",
+            "ACTIVE",
+        )
+        .await;
+    let (_, ports) = cloud
+        .get(&format!("/network/v2.0/ports?device_id={id}"))
+        .await;
+    let port = &ports["ports"][0];
+    let port_id = port["id"].as_str().unwrap();
+
+    let (status, body) = cloud
+        .get(&format!("/compute/v2.1/servers/{id}/os-interface"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let list = body["interfaceAttachments"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{body}");
+    let nic = &list[0];
+    assert_eq!(nic["port_id"], port["id"]);
+    assert_eq!(nic["net_id"], port["network_id"]);
+    assert_eq!(nic["mac_addr"], port["mac_address"]);
+    assert_eq!(nic["port_state"], port["status"]);
+    assert_eq!(
+        nic["fixed_ips"],
+        json!([{"ip_address": port["fixed_ips"][0]["ip_address"],
+                "subnet_id": port["fixed_ips"][0]["subnet_id"]}])
+    );
+    // `tag` only from 2.70.
+    assert!(nic.get("tag").is_none(), "{nic}");
+    let response = cloud
+        .request(
+            Method::GET,
+            &format!("/compute/v2.1/servers/{id}/os-interface/{port_id}"),
+        )
+        .header("OpenStack-API-Version", "compute 2.70")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let one: Value = response.json().await.unwrap();
+    assert_eq!(one["interfaceAttachment"]["port_id"], port["id"]);
+    assert_eq!(one["interfaceAttachment"]["tag"], Value::Null);
+    assert!(one["interfaceAttachment"].get("tag").is_some());
+
+    let (status, body) = cloud
+        .get(&format!("/compute/v2.1/servers/{id}/os-interface/nope"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["itemNotFound"]["message"], "Port nope is not attached");
+    let (status, body) = cloud.get("/compute/v2.1/servers/nope/os-interface").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body["itemNotFound"]["message"],
+        "Instance nope could not be found."
+    );
+
+    // What Packer does next: a floating IP on that port shows among the server's addresses.
+    let (_, nets) = cloud
+        .get("/network/v2.0/networks?router:external=true")
+        .await;
+    let public = nets["networks"][0]["id"].as_str().unwrap();
+    let (status, fip) = cloud
+        .post(
+            "/network/v2.0/floatingips",
+            json!({"floatingip": {"floating_network_id": public}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let fip_id = fip["floatingip"]["id"].as_str().unwrap();
+    let (status, _) = cloud
+        .call(
+            Method::PUT,
+            &format!("/network/v2.0/floatingips/{fip_id}"),
+            Some(json!({"floatingip": {"port_id": nic["port_id"]}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, server) = cloud.get(&format!("/compute/v2.1/servers/{id}")).await;
+    assert!(
+        server["server"]["addresses"]["private"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["OS-EXT-IPS:type"] == "floating"
+                && a["addr"] == fip["floatingip"]["floating_ip_address"]),
+        "{server}"
+    );
+}
+
 #[tokio::test]
 async fn volumes_attach_and_detach() {
     let cloud = Cloud::start().await;

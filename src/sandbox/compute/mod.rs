@@ -1,6 +1,7 @@
 //! Nova v2.1 under `/compute/v2.1`: flavors, keypairs, servers and their actions, volume
-//! attachments, limits and availability zones, with microversions 2.1 to 2.96 negotiated
-//! through `OpenStack-API-Version` (echoed in every response).
+//! attachments, port interfaces (list and show), limits and availability zones, with
+//! microversions 2.1 to 2.96 negotiated through `OpenStack-API-Version` (echoed in every
+//! response).
 
 mod actions;
 mod flavors;
@@ -71,6 +72,14 @@ pub fn router(ctx: Shared) -> Router {
         )
         .route(&format!("{v}/servers/{{id}}/action"), post(actions::action))
         .route(&format!("{v}/servers/{{id}}/ips"), get(servers::ips))
+        .route(
+            &format!("{v}/servers/{{id}}/os-interface"),
+            get(servers::interfaces),
+        )
+        .route(
+            &format!("{v}/servers/{{id}}/os-interface/{{port}}"),
+            get(servers::interface),
+        )
         .route(
             &format!("{v}/servers/{{id}}/os-volume_attachments"),
             get(actions::attachments).post(actions::attach),

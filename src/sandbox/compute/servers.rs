@@ -376,6 +376,43 @@ pub async fn ips(State(ctx): State<Shared>, Path(id): Path<String>) -> ApiResult
     Ok(axum::Json(body).into_response())
 }
 
+/// `GET /servers/{id}/os-interface`: the server's ports as Nova's interface attachments.
+pub async fn interfaces(
+    State(ctx): State<Shared>,
+    Extension(mv): Extension<Mv>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let body = ctx.store.read(|d| {
+        lookup(d, &id).map(|s| {
+            let list: Vec<Value> = s
+                .ports
+                .iter()
+                .filter_map(|(port, _)| network::interface_attachment(d, port, mv >= Mv(70)))
+                .collect();
+            json!({ "interfaceAttachments": list })
+        })
+    })?;
+    Ok(axum::Json(body).into_response())
+}
+
+/// `GET /servers/{id}/os-interface/{port_id}`: one of them; 404 for a port not on the server.
+pub async fn interface(
+    State(ctx): State<Shared>,
+    Extension(mv): Extension<Mv>,
+    Path((id, port_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let body = ctx.store.read(|d| {
+        let s = lookup(d, &id)?;
+        s.ports
+            .iter()
+            .find(|(port, _)| *port == port_id)
+            .and_then(|(port, _)| network::interface_attachment(d, port, mv >= Mv(70)))
+            .map(|a| json!({ "interfaceAttachment": a }))
+            .ok_or_else(|| not_found(format!("Port {port_id} is not attached")))
+    })?;
+    Ok(axum::Json(body).into_response())
+}
+
 pub async fn update(
     State(ctx): State<Shared>,
     Extension(mv): Extension<Mv>,

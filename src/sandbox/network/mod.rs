@@ -21,8 +21,8 @@ use super::{Shared, parse_json, util};
 
 pub use floating::sync_floating_ips;
 pub use nova::{
-    bind_port, create_server_port, default_network, network_name, port_is_free, port_nic,
-    release_server_ports, server_addresses, server_ips,
+    bind_port, create_server_port, default_network, interface_attachment, network_name,
+    port_is_free, port_nic, release_server_ports, server_addresses, server_ips,
 };
 pub use resources::{find_security_group, seed};
 

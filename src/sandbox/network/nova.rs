@@ -106,6 +106,29 @@ pub fn port_nic(d: &Data, port_id: &str) -> Option<(String, String, String)> {
     ))
 }
 
+/// Nova's `interfaceAttachment` for a server's port (`os-interface`); `tag` from 2.70.
+pub fn interface_attachment(d: &Data, port_id: &str, with_tag: bool) -> Option<Value> {
+    let p = d.net_get("ports", port_id)?;
+    let fixed_ips: Vec<Value> = p
+        .get("fixed_ips")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|f| json!({"ip_address": f.get("ip_address"), "subnet_id": f.get("subnet_id")}))
+        .collect();
+    let mut view = json!({
+        "port_id": port_id,
+        "net_id": s(p, "network_id"),
+        "mac_addr": s(p, "mac_address"),
+        "port_state": s(p, "status"),
+        "fixed_ips": fixed_ips,
+    });
+    if with_tag && let Some(m) = view.as_object_mut() {
+        m.insert("tag".into(), Value::Null);
+    }
+    Some(view)
+}
+
 /// Nova's `addresses`: per network, the fixed IPs and the floating IPs bound to them.
 pub fn server_addresses(d: &Data, ports: &[(String, bool)]) -> Value {
     let mut out = Map::new();
