@@ -198,8 +198,9 @@ async fn an_os_then_two_bundles_at_once_then_the_lamp_stack_serves_its_page() {
             "operator.pem",
         ])
         .await;
-    let stack = openstack
-        .json(&[
+    // --wait prints the stack's events as they come: the outcome is read with `stack show`.
+    openstack
+        .text(&[
             "stack",
             "create",
             "--wait",
@@ -212,6 +213,7 @@ async fn an_os_then_two_bundles_at_once_then_the_lamp_stack_serves_its_page() {
             "lamp",
         ])
         .await;
+    let stack = openstack.json(&["stack", "show", "lamp"]).await;
     assert_eq!(stack["stack_status"], "CREATE_COMPLETE", "{stack}");
     let server = openstack.json(&["server", "list", "--long"]).await;
     assert_eq!(server[0]["Image ID"], lamp_image.as_str(), "{server}");
