@@ -23,7 +23,8 @@ pub enum On {
     Tools,
 }
 
-/// Where a task's time went.
+/// Where a task's time went. Each kind counts the wall time with at least one wait of that kind
+/// in progress; kinds can overlap (the console is read while SSH is probed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Waited {
     #[serde(with = "crate::serde_millis")]
@@ -73,11 +74,49 @@ impl std::fmt::Display for Timing {
     }
 }
 
+/// Waits in progress, and since when: one counter for all and one per kind, so that overlapping
+/// waits count once in each.
 #[derive(Default)]
-struct Inner {
+struct Span {
     depth: usize,
     since: Option<Instant>,
+}
+
+impl Span {
+    fn enter(&mut self, now: Instant) {
+        self.depth += 1;
+        if self.depth == 1 {
+            self.since = Some(now);
+        }
+    }
+
+    /// The time to add when the last wait ends.
+    fn leave(&mut self, now: Instant) -> Duration {
+        self.depth = self.depth.saturating_sub(1);
+        match (self.depth, self.since) {
+            (0, Some(since)) => {
+                self.since = None;
+                now - since
+            }
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    any: Span,
+    each: [Span; 4],
     waited: Waited,
+}
+
+fn index(on: On) -> usize {
+    match on {
+        On::Cloud => 0,
+        On::Machine => 1,
+        On::Ansible => 2,
+        On::Tools => 3,
+    }
 }
 
 /// One task's account of its waits; clones share it.
@@ -98,35 +137,25 @@ impl Ledger {
         self.0.lock().unwrap_or_else(PoisonError::into_inner).waited
     }
 
-    /// Returns whether this wait is the outermost, and when it started.
-    fn enter(&self) -> (bool, Instant) {
+    fn enter(&self, on: On) {
         let now = Instant::now();
         let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.depth += 1;
-        if inner.depth == 1 {
-            inner.since = Some(now);
-        }
-        (inner.depth == 1, now)
+        inner.any.enter(now);
+        inner.each[index(on)].enter(now);
     }
 
-    fn leave(&self, on: On, outermost: bool, started: Instant) {
+    fn leave(&self, on: On) {
         let now = Instant::now();
         let mut inner = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        inner.depth = inner.depth.saturating_sub(1);
-        if inner.depth == 0
-            && let Some(since) = inner.since.take()
-        {
-            inner.waited.any += now - since;
-        }
-        if outermost {
-            let took = now - started;
-            let w = &mut inner.waited;
-            match on {
-                On::Cloud => w.cloud += took,
-                On::Machine => w.machine += took,
-                On::Ansible => w.ansible += took,
-                On::Tools => w.tools += took,
-            }
+        let any = inner.any.leave(now);
+        let took = inner.each[index(on)].leave(now);
+        let w = &mut inner.waited;
+        w.any += any;
+        match on {
+            On::Cloud => w.cloud += took,
+            On::Machine => w.machine += took,
+            On::Ansible => w.ansible += took,
+            On::Tools => w.tools += took,
         }
     }
 }
@@ -135,29 +164,22 @@ impl Ledger {
 struct Entered {
     ledger: Ledger,
     on: On,
-    outermost: bool,
-    started: Instant,
 }
 
 impl Drop for Entered {
     fn drop(&mut self) {
-        self.ledger.leave(self.on, self.outermost, self.started);
+        self.ledger.leave(self.on);
     }
 }
 
-/// Awaits `work`, counted as waiting on `on` in the current task's ledger if it has one. Nested
-/// waits count once, under the outermost.
+/// Awaits `work`, counted as waiting on `on` in the current task's ledger if it has one. Waits
+/// that overlap count once: in all, and in each kind.
 pub async fn on<F: Future>(on: On, work: F) -> F::Output {
     let Ok(ledger) = LEDGER.try_with(Ledger::clone) else {
         return work.await;
     };
-    let (outermost, started) = ledger.enter();
-    let _entered = Entered {
-        ledger,
-        on,
-        outermost,
-        started,
-    };
+    ledger.enter(on);
+    let _entered = Entered { ledger, on };
     work.await
 }
 
@@ -166,7 +188,7 @@ mod tests {
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn nested_and_concurrent_waits_count_once() {
+    async fn overlapping_waits_count_once_in_all_and_in_each_kind() {
         let ledger = Ledger::default();
         let wall = Instant::now();
         ledger
@@ -186,7 +208,8 @@ mod tests {
             .await;
         let waited = ledger.waited();
         assert_eq!(waited.machine, Duration::from_secs(3));
-        assert_eq!(waited.cloud + waited.ansible, Duration::from_secs(3));
+        assert_eq!(waited.cloud, Duration::from_secs(4));
+        assert_eq!(waited.ansible, Duration::from_secs(3));
         assert_eq!(waited.any, Duration::from_secs(6));
         let timing = Timing {
             wall: wall.elapsed(),
@@ -211,6 +234,6 @@ mod tests {
         let waited = ledger.waited();
         assert!(waited.cloud >= Duration::from_millis(10));
         assert!(waited.tools >= Duration::from_millis(5));
-        assert!(waited.any >= waited.cloud + waited.tools);
+        assert_eq!(waited.any, waited.cloud + waited.tools);
     }
 }
