@@ -430,27 +430,21 @@ impl Build {
             )
         })?;
 
-        // SSH from this machine only: the address it reaches the builder from.
-        let mut ssh_hint = String::new();
-        if self.env.ssh_cidr.is_none() {
-            let cidr = self
-                .step(Phase::SecurityGroup, async {
-                    let cidr = ssh::source_cidr(&address)?;
-                    cloud
-                        .create_security_group_rule(&NewRule::ingress_tcp(&group_id, 22, &cidr))
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Ok::<_, String>(cidr)
-                })
-                .await?;
-            self.say(format!(
-                "ssh: the builder accepts SSH from {cidr} only (this machine's address towards it)"
-            ));
-            ssh_hint = format!(
-                " (SSH is allowed from {cidr} only; if this machine reaches the cloud through \
-                 NAT, set FACTORY_SSH_CIDR to the address the cloud sees)"
-            );
-        }
+        // SSH from this machine only: the address it reaches the builder from (the rule is
+        // added in the SSH step, once the builder's address is known).
+        let own_cidr = match &self.env.ssh_cidr {
+            Some(_) => None,
+            None => Some(ssh::source_cidr(&address).map_err(|e| Stop::Failed(Phase::WaitSsh, e))?),
+        };
+        let ssh_hint = own_cidr
+            .as_ref()
+            .map(|cidr| {
+                format!(
+                    " (SSH is allowed from {cidr} only; if this machine reaches the cloud \
+                     through NAT, set FACTORY_SSH_CIDR to the address the cloud sees)"
+                )
+            })
+            .unwrap_or_default();
 
         // SSH: host key pinned from the console when cloud-init printed it.
         let target = SshTarget {
@@ -462,6 +456,16 @@ impl Build {
         };
         p.ssh = Some(target.clone());
         self.step(Phase::WaitSsh, async {
+            if let Some(cidr) = &own_cidr {
+                cloud
+                    .create_security_group_rule(&NewRule::ingress_tcp(&group_id, 22, cidr))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.say(format!(
+                    "ssh: the builder accepts SSH from {cidr} only (this machine's address \
+                     towards it)"
+                ));
+            }
             // SSH is probed at once while the console is read for cloud-init's host keys: they
             // are pinned if they show first, and checked against the key SSH trusted otherwise.
             let ready = CancellationToken::new();
