@@ -214,7 +214,9 @@ async fn banner(address: &str, port: u16) -> Option<String> {
             .ok()?
             .ok()?;
     let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+    // sshd greets at once; a forward (QEMU's, a NAT) may hold a connection that no server
+    // took: give up soon and try a fresh one.
+    let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf))
         .await
         .ok()?
         .ok()?;
@@ -332,8 +334,9 @@ pub async fn wait_ready(
                 },
             });
         }
+        // Probes are cheap, and every second here is a second of every build.
         tokio::time::sleep(delay).await;
-        delay = (delay * 3 / 2).min(Duration::from_secs(5));
+        delay = (delay * 3 / 2).min(Duration::from_secs(2));
     }
 }
 
