@@ -104,8 +104,13 @@ pub async fn run_playbook(
         .env("ANSIBLE_RETRY_FILES_ENABLED", "0")
         .env("ANSIBLE_LOCAL_TEMP", run.work_dir.join("ansible-tmp"))
         .env("ANSIBLE_HOST_KEY_CHECKING", "True")
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
+        .env("PYTHONUNBUFFERED", "1");
+    // One SSH round trip per task instead of several: the builders are cloud images, whose sudo
+    // does not require a tty. An operator's ANSIBLE_PIPELINING (False for such a sudoers) wins.
+    if std::env::var_os("ANSIBLE_PIPELINING").is_none() {
+        cmd.env("ANSIBLE_PIPELINING", "True");
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so cancelling also stops the ssh children it spawned.
