@@ -130,6 +130,21 @@ impl Cloud {
         body["server"]["id"].as_str().unwrap().to_string()
     }
 
+    /// A server created and waited ACTIVE, with its first port.
+    async fn active_server(&self, name: &str, image: &str) -> (String, Value) {
+        let id = self.server(name, image).await;
+        self.wait_for(
+            &format!("/compute/v2.1/servers/{id}"),
+            "/server/status",
+            "ACTIVE",
+        )
+        .await;
+        let (_, ports) = self
+            .get(&format!("/network/v2.0/ports?device_id={id}"))
+            .await;
+        (id, ports["ports"][0].clone())
+    }
+
     /// Polls until `path`'s `field` (a JSON pointer) equals `want`, or panics after 10 s.
     async fn wait_for(&self, path: &str, pointer: &str, want: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -642,18 +657,8 @@ async fn neutron_floating_ips_reach_servers_through_router1() {
     assert_eq!(nets["networks"][0]["name"], "public");
     let public = nets["networks"][0]["id"].as_str().unwrap().to_string();
     let image = cloud.image("base", vec![0; 16]).await;
-    let id = cloud.server("web", &image).await;
-    cloud
-        .wait_for(
-            &format!("/compute/v2.1/servers/{id}"),
-            "/server/status",
-            "ACTIVE",
-        )
-        .await;
-    let (_, ports) = cloud
-        .get(&format!("/network/v2.0/ports?device_id={id}"))
-        .await;
-    let port = ports["ports"][0]["id"].as_str().unwrap().to_string();
+    let (id, port) = cloud.active_server("web", &image).await;
+    let port = port["id"].as_str().unwrap().to_string();
 
     let (status, fip) = cloud
         .post(
@@ -728,18 +733,8 @@ async fn neutron_floating_ips_reach_servers_through_router1() {
 async fn nova_lists_a_servers_port_interfaces() {
     let cloud = Cloud::start().await;
     let image = cloud.image("base", vec![0; 16]).await;
-    let id = cloud.server("builder", &image).await;
-    cloud
-        .wait_for(
-            &format!("/compute/v2.1/servers/{id}"),
-            "/server/status",
-            "ACTIVE",
-        )
-        .await;
-    let (_, ports) = cloud
-        .get(&format!("/network/v2.0/ports?device_id={id}"))
-        .await;
-    let port = &ports["ports"][0];
+    let (id, port) = cloud.active_server("builder", &image).await;
+    let port = &port;
     let port_id = port["id"].as_str().unwrap();
 
     let (status, body) = cloud
