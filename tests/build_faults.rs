@@ -41,11 +41,17 @@ fn repo() -> common::Repo {
             "tiny",
             "    - name: Say hello\n      ansible.builtin.debug:\n        msg: hello\n",
         ),
+        (
+            "volume",
+            "    - name: Say hello\n      ansible.builtin.debug:\n        msg: hello\n",
+        ),
     ] {
-        repo.write(
-            &format!("images/{name}/build-vars.yml"),
-            &BUNDLE.replace("NAME", name),
-        );
+        let mut vars = BUNDLE.replace("NAME", name);
+        if name == "volume" {
+            // The builder boots from a 3 GiB volume made from the base image.
+            vars.push_str("volume_size: 3\n");
+        }
+        repo.write(&format!("images/{name}/build-vars.yml"), &vars);
         repo.write(
             &format!("images/{name}/ansible/bootstrap.yml"),
             &play(tasks),
@@ -234,6 +240,22 @@ async fn failed_builds_leave_nothing_in_the_cloud() {
         .filter_map(|i| i.name)
         .collect();
     assert_eq!(images, ["debian-12"]);
+
+    // A builder booted from a volume: the image is made, the volume goes with the builder.
+    let result = build(&engine, "volume").await;
+    let BuildResult::Succeeded { image_id, .. } = &result else {
+        panic!("{result:?}")
+    };
+    let image = cloud.get_image(image_id).await.unwrap();
+    assert_eq!(image.status, "active");
+    assert_eq!(image.property("factory_definition"), Some("volume"));
+    assert_eq!(resources(&cloud).await, Vec::<String>::new());
+    assert_eq!(
+        cloud.list_volumes(&Default::default()).await.unwrap().len(),
+        0,
+        "the boot volume is left"
+    );
+    cloud.delete_image(image_id).await.unwrap();
 
     // Ctrl-C during provisioning: cancelled, cleaned up, exit 130.
     let (repo_dir, data2, clouds2) = (repo.path().to_path_buf(), data.clone(), clouds.clone());
