@@ -331,12 +331,40 @@ async fn a_server_is_a_real_machine_from_boot_to_delete() {
     assert!(!machines.join(&id).exists());
     assert!(!dir.path().join(format!("servers/{id}.disk")).exists());
 
-    // The snapshot boots as a server of its own.
+    // The snapshot boots as a server of its own, on a port whose floating IP was made first
+    // (as a Heat stack does it): the server answers on that floating IP from its first boot.
+    let private = api.get("/network/v2.0/networks?name=private").await;
+    let private = private["networks"][0]["id"].as_str().unwrap().to_string();
+    let port2 = api
+        .post(
+            "/network/v2.0/ports",
+            json!({"port": {"network_id": private}}),
+        )
+        .await;
+    let port2 = port2["port"]["id"].as_str().unwrap().to_string();
+    let fip2 = api
+        .post(
+            "/network/v2.0/floatingips",
+            json!({"floatingip": {"floating_network_id": public, "port_id": port2}}),
+        )
+        .await;
+    let fip2 = fip2["floatingip"]["floating_ip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let t = Instant::now();
-    let id2 = api.server("from-snap", &snap, "1", json!({})).await;
+    let id2 = api
+        .server(
+            "from-snap",
+            &snap,
+            "1",
+            json!({"networks": [{"port": port2}]}),
+        )
+        .await;
     let server2 = api.wait_server(&id2, "ACTIVE", 180).await;
     ssh(&fixed_ip(&server2), 120).await;
     eprintln!("boot from the snapshot to SSH: {:?}", t.elapsed());
+    ssh(&fip2, 10).await;
     let console = api.wait_console(&id2, "tiny-guest: ready", 1, 60).await;
     assert!(
         console.contains(&format!("\"uuid\":\"{id2}\"")),

@@ -29,6 +29,9 @@ pub struct ServerSpec {
     pub user_data: Option<String>,
     pub metadata: BTreeMap<String, String>,
     pub nics: Vec<Nic>,
+    /// Floating IP addresses pointed at its ports when it (re)starts; later changes come
+    /// through `set_floating_ips`.
+    pub floating_ips: Vec<String>,
     pub config_drive: bool,
     pub project_id: String,
 }

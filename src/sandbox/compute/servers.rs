@@ -96,6 +96,7 @@ pub fn spec(ctx: &Shared, d: &Data, s: &Server) -> ServerSpec {
         user_data: s.user_data.clone(),
         metadata: s.metadata.clone(),
         nics,
+        floating_ips: network::floating_addresses(d, s),
         config_drive: s.config_drive,
         project_id: d.identity.project_id.clone(),
     }

@@ -4,6 +4,20 @@
 
 use super::resources::s;
 use crate::sandbox::Shared;
+use crate::sandbox::store::{Server, State as Data};
+
+/// The floating IP addresses pointed at a server's ports.
+pub fn floating_addresses(d: &Data, server: &Server) -> Vec<String> {
+    server
+        .ports
+        .iter()
+        .flat_map(|(port, _)| {
+            d.net("floatingips")
+                .filter(move |f| s(f, "port_id") == Some(port.as_str()))
+                .filter_map(|f| s(f, "floating_ip_address").map(str::to_string))
+        })
+        .collect()
+}
 
 /// One sync at a time, so that an older view of Neutron never lands after a newer one.
 static SYNC: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -13,18 +27,7 @@ pub async fn sync_floating_ips(ctx: &Shared) {
     let wanted: Vec<(String, Vec<String>)> = ctx.store.read(|d| {
         d.servers
             .values()
-            .map(|server| {
-                let addrs = server
-                    .ports
-                    .iter()
-                    .flat_map(|(port, _)| {
-                        d.net("floatingips")
-                            .filter(move |f| s(f, "port_id") == Some(port.as_str()))
-                            .filter_map(|f| s(f, "floating_ip_address").map(str::to_string))
-                    })
-                    .collect();
-                (server.id.clone(), addrs)
-            })
+            .map(|server| (server.id.clone(), floating_addresses(d, server)))
             .collect()
     });
     for (id, addrs) in wanted {

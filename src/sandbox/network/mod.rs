@@ -19,7 +19,7 @@ use super::error::{ApiError, ApiResult, Service};
 use super::identity::AuthContext;
 use super::{Shared, parse_json, util};
 
-pub use floating::sync_floating_ips;
+pub use floating::{floating_addresses, sync_floating_ips};
 pub use nova::{
     bind_port, create_server_port, default_network, interface_attachment, network_name,
     port_is_free, port_nic, release_server_ports, server_addresses, server_ips,
@@ -328,26 +328,28 @@ async fn create(
     let collection = clean(&collection).to_string();
     let singular = known(&collection)?;
     let request = body_of(&body, singular)?;
-    let m = create_resource(&ctx, &auth.project_id, &collection, &request)?;
-    if collection == "floatingips" {
-        sync_floating_ips(&ctx).await;
-    }
+    let m = create_resource(&ctx, &auth.project_id, &collection, &request).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({ singular: m }))).into_response())
 }
 
 /// Creates a resource of `collection` from its request object; gives it as Neutron shows it.
-pub fn create_resource(
+/// A floating IP reaches its server before this returns (the API and Heat both come here).
+pub async fn create_resource(
     ctx: &Shared,
     project_id: &str,
     collection: &str,
     request: &Map<String, Value>,
 ) -> ApiResult<Map<String, Value>> {
-    ctx.store.mutate(SVC, |d| {
+    let made = ctx.store.mutate(SVC, |d| {
         let m = resources::create(d, project_id, collection, request)?;
         let id = key_id(&m);
         d.net_mut(collection).insert(id, m.clone());
         Ok(resources::render(d, collection, &m))
-    })
+    })?;
+    if collection == "floatingips" {
+        sync_floating_ips(ctx).await;
+    }
+    Ok(made)
 }
 
 async fn update(
@@ -360,16 +362,14 @@ async fn update(
     let id = clean(&id).to_string();
     let singular = known(&collection)?;
     let request = body_of(&body, singular)?;
-    let m = update_resource(&ctx, &auth.project_id, &collection, &id, &request)?;
-    if collection == "floatingips" {
-        sync_floating_ips(&ctx).await;
-    }
+    let m = update_resource(&ctx, &auth.project_id, &collection, &id, &request).await?;
     Ok(axum::Json(json!({ singular: m })).into_response())
 }
 
 /// Applies an update object to a resource (a floating IP's association, a router's gateway,
-/// plain attributes); gives the resource as Neutron shows it.
-pub fn update_resource(
+/// plain attributes); gives the resource as Neutron shows it. A floating IP's new association
+/// reaches the servers before this returns.
+pub async fn update_resource(
     ctx: &Shared,
     project_id: &str,
     collection: &str,
@@ -383,7 +383,7 @@ pub fn update_resource(
                 .kind("HTTPBadRequest"),
         );
     }
-    ctx.store.mutate(SVC, |d| {
+    let updated = ctx.store.mutate(SVC, |d| {
         let mut m = d
             .net_get(collection, id)
             .cloned()
@@ -436,7 +436,11 @@ pub fn update_resource(
         resources::touch(&mut m);
         d.net_mut(collection).insert(id.to_string(), m.clone());
         Ok(resources::render(d, collection, &m))
-    })
+    })?;
+    if collection == "floatingips" {
+        sync_floating_ips(ctx).await;
+    }
+    Ok(updated)
 }
 
 async fn delete(
@@ -446,17 +450,20 @@ async fn delete(
     let collection = clean(&collection).to_string();
     let id = clean(&id).to_string();
     known(&collection)?;
-    delete_resource(&ctx, &collection, &id)?;
-    if collection == "floatingips" || collection == "ports" {
-        sync_floating_ips(&ctx).await;
-    }
+    delete_resource(&ctx, &collection, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Deletes a resource with what goes with it, after Neutron's in-use checks.
-pub fn delete_resource(ctx: &Shared, collection: &str, id: &str) -> ApiResult<()> {
+/// Deletes a resource; a floating IP or port that goes takes its forwards with it before this
+/// returns.
+pub async fn delete_resource(ctx: &Shared, collection: &str, id: &str) -> ApiResult<()> {
     ctx.store
-        .mutate(SVC, |d| resources::delete(d, collection, id))
+        .mutate(SVC, |d| resources::delete(d, collection, id))?;
+    if collection == "floatingips" || collection == "ports" {
+        sync_floating_ips(ctx).await;
+    }
+    Ok(())
 }
 
 async fn add_interface(

@@ -32,6 +32,7 @@ fn truncated(mut s: String, max: usize) -> String {
 impl ComputeDriver for QemuDriver {
     fn create(&self, spec: ServerSpec) -> BoxFuture<'_, DriverResult<()>> {
         Box::pin(async move {
+            self.remember_floating(&spec.id, &spec.floating_ips);
             let m = self.build(&spec).await?;
             self.settle(&m).await
         })
@@ -50,6 +51,7 @@ impl ComputeDriver for QemuDriver {
     fn start(&self, spec: ServerSpec) -> BoxFuture<'_, DriverResult<()>> {
         Box::pin(async move {
             // A machine whose record is gone is built again (its disk is kept).
+            self.remember_floating(&spec.id, &spec.floating_ips);
             let m = self.build(&spec).await?;
             self.settle(&m).await
         })
@@ -172,16 +174,7 @@ impl ComputeDriver for QemuDriver {
 
     fn set_floating_ips(&self, id: String, addrs: Vec<String>) -> BoxFuture<'_, DriverResult<()>> {
         Box::pin(async move {
-            // Only loopback addresses can be bound here; others stay Neutron's records.
-            let addrs: Vec<Ipv4Addr> = addrs
-                .iter()
-                .filter_map(|a| a.parse::<Ipv4Addr>().ok())
-                .filter(Ipv4Addr::is_loopback)
-                .collect();
-            self.floating
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(id.clone(), addrs.clone());
+            let addrs = self.remember_floating(&id, &addrs);
             let Some(m) = self.host.get(&id) else {
                 return Ok(());
             };

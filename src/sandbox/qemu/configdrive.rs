@@ -235,6 +235,7 @@ mod tests {
                 port_id: "cd9f6d46-4a3a-43ab-a466-994af9db96fc".into(),
                 network_id: "99e88329-f20d-4741-9593-25bf07847b16".into(),
             }],
+            floating_ips: Vec::new(),
             config_drive: true,
             project_id: "p1".into(),
         }

@@ -144,6 +144,21 @@ impl QemuDriver {
         &self.host.config().state_dir
     }
 
+    /// Records the floating addresses a machine is to answer on; gives those it can: only
+    /// loopback addresses can be bound here, the others stay Neutron's records.
+    fn remember_floating(&self, id: &str, addrs: &[String]) -> Vec<Ipv4Addr> {
+        let addrs: Vec<Ipv4Addr> = addrs
+            .iter()
+            .filter_map(|a| a.parse::<Ipv4Addr>().ok())
+            .filter(Ipv4Addr::is_loopback)
+            .collect();
+        self.floating
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), addrs.clone());
+        addrs
+    }
+
     fn floating_of(&self, id: &str) -> Vec<Ipv4Addr> {
         let map = self.floating.lock().unwrap_or_else(|p| p.into_inner());
         map.get(id).cloned().unwrap_or_default()

@@ -195,7 +195,7 @@ pub async fn server(b: &SandboxBackend, request: &CreateRequest) -> Result<Creat
     for (nic, fip) in floating {
         let port = b.read(|d| d.servers.get(&id).and_then(|s| s.ports.get(nic).cloned()));
         if let Some((port, _)) = port {
-            associate(b, &fip, &port)?;
+            associate(b, &fip, &port).await?;
         }
     }
     let attributes = b.read(|d| server_attributes(b, d, &id));
@@ -350,18 +350,19 @@ pub fn delete_keypair(b: &SandboxBackend, name: &str) -> Result<(), BackendError
 }
 
 /// Points a floating IP at a port, through Neutron's update.
-fn associate(b: &SandboxBackend, fip: &str, port: &str) -> Result<(), BackendError> {
+async fn associate(b: &SandboxBackend, fip: &str, port: &str) -> Result<(), BackendError> {
     let fip = b.read(|d| find_neutron(d, "floatingips", "floatingip", fip))?;
     let mut update = Map::new();
     update.insert("port_id".into(), json!(port));
     network::update_resource(&b.ctx, &b.project_id, "floatingips", &fip, &update)
+        .await
         .map(|_| ())
         .map_err(failed)
 }
 
 /// Heat's Nova association, done as Heat does it since Nova dropped its proxy: the floating
 /// IP moves to the server's first port.
-pub fn floating_ip_association(
+pub async fn floating_ip_association(
     b: &SandboxBackend,
     request: &CreateRequest,
 ) -> Result<Created, BackendError> {
@@ -377,14 +378,17 @@ pub fn floating_ip_association(
                 format!("Instance {server} could not be found. (HTTP 404)"),
             )
         })?;
-    associate(b, fip, &port)?;
+    associate(b, fip, &port).await?;
     Ok(Created {
         physical_id: request.physical_name.clone(),
         attributes: Map::new(),
     })
 }
 
-pub fn delete_floating_ip_association(b: &SandboxBackend, id: &str) -> Result<(), BackendError> {
+pub async fn delete_floating_ip_association(
+    b: &SandboxBackend,
+    id: &str,
+) -> Result<(), BackendError> {
     let Some(fip) = b
         .properties_of("OS::Nova::FloatingIPAssociation", id)
         .and_then(|p| str_prop(p, "floating_ip"))
@@ -394,6 +398,7 @@ pub fn delete_floating_ip_association(b: &SandboxBackend, id: &str) -> Result<()
     let mut update = Map::new();
     update.insert("port_id".into(), Value::Null);
     network::update_resource(&b.ctx, &b.project_id, "floatingips", fip, &update)
+        .await
         .map(|_| ())
         .map_err(gone_ok)
 }

@@ -114,44 +114,31 @@ impl Backend for SandboxBackend {
         let created = match request.resource_type.as_str() {
             "OS::Nova::Server" => compute::server(self, &request).await?,
             "OS::Nova::KeyPair" => compute::keypair(self, &request).await?,
-            "OS::Nova::FloatingIPAssociation" => compute::floating_ip_association(self, &request)?,
+            "OS::Nova::FloatingIPAssociation" => {
+                compute::floating_ip_association(self, &request).await?
+            }
             "OS::Cinder::VolumeAttachment" => compute::volume_attachment(self, &request).await?,
             "OS::Cinder::Volume" => storage::volume(self, &request).await?,
             "OS::Swift::Container" => storage::container(self, &request)?,
-            other => network::create(self, other, &request)?,
+            other => network::create(self, other, &request).await?,
         };
         self.note(&request, &created.physical_id);
-        self.forward_floating_ips(&request.resource_type).await;
         Ok(created)
     }
 
     async fn delete(&self, resource_type: &str, physical_id: &str) -> Result<(), BackendError> {
-        let deleted = match resource_type {
+        match resource_type {
             "OS::Nova::Server" => compute::delete_server(self, physical_id).await,
             "OS::Nova::KeyPair" => compute::delete_keypair(self, physical_id),
             "OS::Nova::FloatingIPAssociation" => {
-                compute::delete_floating_ip_association(self, physical_id)
+                compute::delete_floating_ip_association(self, physical_id).await
             }
             "OS::Cinder::VolumeAttachment" => {
                 compute::delete_volume_attachment(self, physical_id).await
             }
             "OS::Cinder::Volume" => storage::delete_volume(self, physical_id).await,
             "OS::Swift::Container" => storage::delete_container(self, physical_id).await,
-            other => network::delete(self, other, physical_id),
-        };
-        self.forward_floating_ips(resource_type).await;
-        deleted
-    }
-}
-
-impl SandboxBackend {
-    /// A stack's floating IPs reach its servers as Neutron's do: the machines' forwards follow
-    /// every change of a floating IP, its association, a port or a server.
-    async fn forward_floating_ips(&self, resource_type: &str) {
-        if resource_type.contains("FloatingIP")
-            || matches!(resource_type, "OS::Nova::Server" | "OS::Neutron::Port")
-        {
-            crate::sandbox::network::sync_floating_ips(&self.ctx).await;
+            other => network::delete(self, other, physical_id).await,
         }
     }
 }

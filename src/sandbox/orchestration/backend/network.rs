@@ -11,7 +11,7 @@ use crate::sandbox::heat::{BackendError, CreateRequest, Created};
 use crate::sandbox::network;
 use crate::sandbox::store::State as Data;
 
-pub fn create(
+pub async fn create(
     b: &SandboxBackend,
     resource_type: &str,
     request: &CreateRequest,
@@ -21,9 +21,11 @@ pub fn create(
         "OS::Neutron::Net" => ("networks", named(request, net(p))),
         "OS::Neutron::Subnet" => ("subnets", named(request, b.read(|d| subnet(d, p))?)),
         "OS::Neutron::Port" => ("ports", named(request, b.read(|d| port(d, p))?)),
-        "OS::Neutron::SecurityGroup" => return security_group(b, request),
+        "OS::Neutron::SecurityGroup" => return security_group(b, request).await,
         "OS::Neutron::FloatingIP" => ("floatingips", b.read(|d| floating_ip(d, p))?),
-        "OS::Neutron::FloatingIPAssociation" => return floating_ip_association(b, request),
+        "OS::Neutron::FloatingIPAssociation" => {
+            return floating_ip_association(b, request).await;
+        }
         "OS::Neutron::Router" => ("routers", named(request, b.read(|d| router(d, p))?)),
         "OS::Neutron::RouterInterface" => return router_interface(b, request),
         other => {
@@ -33,8 +35,9 @@ pub fn create(
             ));
         }
     };
-    let made =
-        network::create_resource(&b.ctx, &b.project_id, collection, &body).map_err(failed)?;
+    let made = network::create_resource(&b.ctx, &b.project_id, collection, &body)
+        .await
+        .map_err(failed)?;
     let id = made
         .get("id")
         .and_then(Value::as_str)
@@ -286,7 +289,10 @@ fn router(d: &Data, p: &Map<String, Value>) -> Result<Map<String, Value>, Backen
 
 /// The group, then its rules; an egress rule first removes Neutron's default egress rules
 /// (Heat's `_create_rules`), and a rule that already exists is not an error.
-fn security_group(b: &SandboxBackend, request: &CreateRequest) -> Result<Created, BackendError> {
+async fn security_group(
+    b: &SandboxBackend,
+    request: &CreateRequest,
+) -> Result<Created, BackendError> {
     let p = &request.properties;
     let mut body = named(request, Map::new());
     body.insert(
@@ -294,6 +300,7 @@ fn security_group(b: &SandboxBackend, request: &CreateRequest) -> Result<Created
         json!(str_prop(p, "description").unwrap_or("")),
     );
     let group = network::create_resource(&b.ctx, &b.project_id, "security-groups", &body)
+        .await
         .map_err(failed)?;
     let id = group
         .get("id")
@@ -322,12 +329,14 @@ fn security_group(b: &SandboxBackend, request: &CreateRequest) -> Result<Created
                 .collect()
         });
         for rule in defaults {
-            network::delete_resource(&b.ctx, "security-group-rules", &rule).map_err(failed)?;
+            network::delete_resource(&b.ctx, "security-group-rules", &rule)
+                .await
+                .map_err(failed)?;
         }
     }
     for rule in rules {
         let body = rule_body(&id, rule);
-        match network::create_resource(&b.ctx, &b.project_id, "security-group-rules", &body) {
+        match network::create_resource(&b.ctx, &b.project_id, "security-group-rules", &body).await {
             Ok(_) => {}
             Err(e) if e.status.as_u16() == 409 => {}
             Err(e) => return Err(failed(e)),
@@ -368,7 +377,7 @@ fn rule_body(group: &str, rule: &Map<String, Value>) -> Map<String, Value> {
     body
 }
 
-fn floating_ip_association(
+async fn floating_ip_association(
     b: &SandboxBackend,
     request: &CreateRequest,
 ) -> Result<Created, BackendError> {
@@ -377,7 +386,9 @@ fn floating_ip_association(
     let mut update = Map::new();
     update.insert("port_id".into(), json!(str_prop(p, "port_id")));
     copy(p, &mut update, &[("fixed_ip_address", "fixed_ip_address")]);
-    network::update_resource(&b.ctx, &b.project_id, "floatingips", fip, &update).map_err(failed)?;
+    network::update_resource(&b.ctx, &b.project_id, "floatingips", fip, &update)
+        .await
+        .map_err(failed)?;
     Ok(Created {
         physical_id: request.physical_name.clone(),
         attributes: Map::new(),
@@ -412,7 +423,7 @@ fn router_interface(b: &SandboxBackend, request: &CreateRequest) -> Result<Creat
     })
 }
 
-pub fn delete(b: &SandboxBackend, resource_type: &str, id: &str) -> Result<(), BackendError> {
+pub async fn delete(b: &SandboxBackend, resource_type: &str, id: &str) -> Result<(), BackendError> {
     let collection = match resource_type {
         "OS::Neutron::Net" => "networks",
         "OS::Neutron::Subnet" => "subnets",
@@ -430,6 +441,7 @@ pub fn delete(b: &SandboxBackend, resource_type: &str, id: &str) -> Result<(), B
             let mut update = Map::new();
             update.insert("port_id".into(), Value::Null);
             return network::update_resource(&b.ctx, &b.project_id, "floatingips", fip, &update)
+                .await
                 .map(|_| ())
                 .map_err(gone_ok);
         }
@@ -444,5 +456,7 @@ pub fn delete(b: &SandboxBackend, resource_type: &str, id: &str) -> Result<(), B
         }
         _ => return Ok(()),
     };
-    network::delete_resource(&b.ctx, collection, id).map_err(gone_ok)
+    network::delete_resource(&b.ctx, collection, id)
+        .await
+        .map_err(gone_ok)
 }
