@@ -118,7 +118,6 @@ impl History {
             log: open(LOG_FILE)?,
             dir: dir.clone(),
             steps: Vec::new(),
-            step_times: Vec::new(),
         })
     }
 
@@ -193,8 +192,7 @@ pub struct Recorder {
     dir: PathBuf,
     events: File,
     log: File,
-    steps: Vec<(Phase, u64)>,
-    step_times: Vec<(Phase, Duration)>,
+    steps: Vec<(Phase, Duration)>,
 }
 
 impl Recorder {
@@ -221,10 +219,7 @@ impl Recorder {
             }
             Event::StepFinished {
                 phase, duration, ..
-            } => {
-                self.steps.push((*phase, duration.as_secs()));
-                self.step_times.push((*phase, *duration));
-            }
+            } => self.steps.push((*phase, *duration)),
             Event::BuildFinished {
                 id,
                 result,
@@ -235,7 +230,7 @@ impl Recorder {
                     id: id.clone(),
                     result: Some(result.clone()),
                     duration: Some(*duration),
-                    steps: self.steps.clone(),
+                    steps: self.steps.iter().map(|(p, d)| (*p, d.as_secs())).collect(),
                     last_phase: self.steps.last().map(|(p, _)| *p),
                     timing: Some(*timing),
                 };
@@ -246,7 +241,7 @@ impl Recorder {
                     }
                 }
                 writeln!(self.log, "==> timing").map_err(err)?;
-                for (phase, took) in &self.step_times {
+                for (phase, took) in &self.steps {
                     writeln!(
                         self.log,
                         "{:<34} {:>7.1} s",
