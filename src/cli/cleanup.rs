@@ -1,10 +1,9 @@
 //! `factory cleanup`: deletes what crashed or kept builds left in the cloud, from their journals.
 
+use std::collections::HashSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
-
-use std::collections::HashSet;
 
 use image_factory::engine::cleanup;
 use image_factory::engine::events::{Command, Event};

@@ -315,11 +315,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 });
                 Some((connected, engine))
             });
+            // Every build's journal is read: off the screen's thread, which draws at once.
+            let (found, leftovers) = std::sync::mpsc::channel();
+            let journals = data_dir.clone();
+            rt.spawn_blocking(move || {
+                let _ = found.send(
+                    image_factory::engine::cleanup::find_leftovers(&journals)
+                        .map_err(|e| e.to_string()),
+                );
+            });
             let link = crate::tui::EngineLink {
                 commands,
                 events,
-                leftovers: image_factory::engine::cleanup::find_leftovers(&data_dir)
-                    .unwrap_or_default(),
+                leftovers,
             };
             crate::tui::run(&catalog, theme, &cloud_line, link)?;
             if let Ok(Some((connected, engine))) = rt.block_on(connecting) {

@@ -5,7 +5,7 @@ use crossterm::event::{KeyCode, KeyEvent};
 use image_factory::engine::cleanup::Leftovers;
 use image_factory::engine::events::{BuildId, Command, Event};
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::layout::{Constraint, Flex, Layout};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
@@ -17,6 +17,8 @@ enum Stage {
     Asking,
     Cleaning,
     Done,
+    /// The journals could not be read: what is left is not known.
+    Unreadable(String),
 }
 
 pub struct LeftoversDialog {
@@ -40,6 +42,18 @@ impl LeftoversDialog {
             failures: 0,
             closed: false,
         })
+    }
+
+    /// Says that the journals could not be read (the operator must know leftovers may exist).
+    pub fn unreadable(error: String) -> LeftoversDialog {
+        LeftoversDialog {
+            leftovers: Vec::new(),
+            stage: Stage::Unreadable(error),
+            pending: Vec::new(),
+            progress: Vec::new(),
+            failures: 0,
+            closed: false,
+        }
     }
 
     fn resource_count(&self) -> usize {
@@ -71,7 +85,10 @@ impl LeftoversDialog {
                 commands
             }
             (Stage::Asking, KeyCode::Char('n' | 'N') | KeyCode::Esc)
-            | (Stage::Done, KeyCode::Enter | KeyCode::Esc | KeyCode::Char('q')) => {
+            | (
+                Stage::Done | Stage::Unreadable(_),
+                KeyCode::Enter | KeyCode::Esc | KeyCode::Char('q'),
+            ) => {
                 self.closed = true;
                 Vec::new()
             }
@@ -116,6 +133,20 @@ impl LeftoversDialog {
 
     pub fn draw(&self, frame: &mut Frame, theme: &Theme) {
         let bold = Style::new().add_modifier(Modifier::BOLD);
+        if let Stage::Unreadable(error) = &self.stage {
+            let lines = vec![
+                Line::styled(
+                    format!("The build journals could not be read: {error}"),
+                    Style::new().fg(theme.error),
+                ),
+                Line::raw(
+                    "Builds may have left resources in the cloud: `factory cleanup` lists them.",
+                ),
+                Line::from(vec![Span::styled("Enter", bold), Span::raw(" close")]),
+            ];
+            self.draw_box(frame, theme, lines);
+            return;
+        }
         let mut lines = vec![Line::styled(
             format!(
                 "{} resource(s) left in the cloud by {} build(s) that did not clean up \
@@ -163,7 +194,7 @@ impl LeftoversDialog {
                 Span::styled("Enter", bold),
                 Span::raw(" close"),
             ]),
-            Stage::Done => Line::from(vec![
+            Stage::Done | Stage::Unreadable(_) => Line::from(vec![
                 Span::styled(
                     format!(
                         "{} deletion(s) failed: `factory cleanup` retries. ",
@@ -175,9 +206,20 @@ impl LeftoversDialog {
                 Span::raw(" close"),
             ]),
         });
-        // As tall as its lines (plus borders), within the screen.
-        let height = u16::try_from(lines.len() + 2).unwrap_or(u16::MAX);
-        let area = centered(frame.area(), 90, height);
+        self.draw_box(frame, theme, lines);
+    }
+
+    fn draw_box(&self, frame: &mut Frame, theme: &Theme, lines: Vec<Line<'static>>) {
+        let [column] = Layout::horizontal([Constraint::Percentage(90)])
+            .flex(Flex::Center)
+            .areas(frame.area());
+        // As tall as its lines once wrapped (plus borders), within the screen.
+        let inner = usize::from(column.width.saturating_sub(2)).max(1);
+        let rows: usize = lines.iter().map(|l| l.width().div_ceil(inner).max(1)).sum();
+        let height = u16::try_from(rows + 2).unwrap_or(u16::MAX);
+        let [area] = Layout::vertical([Constraint::Length(height.min(column.height))])
+            .flex(Flex::Center)
+            .areas(column);
         frame.render_widget(Clear, area);
         let dialog = Paragraph::new(lines).wrap(Wrap { trim: false }).block(
             Block::default()
@@ -187,14 +229,4 @@ impl LeftoversDialog {
         );
         frame.render_widget(dialog, area);
     }
-}
-
-fn centered(area: Rect, width_percent: u16, height: u16) -> Rect {
-    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
-        .flex(Flex::Center)
-        .areas(area);
-    let [cell] = Layout::horizontal([Constraint::Percentage(width_percent)])
-        .flex(Flex::Center)
-        .areas(row);
-    cell
 }

@@ -238,8 +238,9 @@ fn details(def: &Definition, theme: &Theme) -> Vec<Line<'static>> {
 pub struct EngineLink {
     pub commands: tokio::sync::mpsc::UnboundedSender<Command>,
     pub events: std::sync::mpsc::Receiver<image_factory::engine::events::Event>,
-    /// What the journals of stopped builds still hold, read at start.
-    pub leftovers: Vec<image_factory::engine::cleanup::Leftovers>,
+    /// What the journals of stopped builds still hold, read in the background at start.
+    pub leftovers:
+        std::sync::mpsc::Receiver<Result<Vec<image_factory::engine::cleanup::Leftovers>, String>>,
 }
 
 /// Runs the console until the operator quits; the terminal is restored whatever happens.
@@ -254,7 +255,6 @@ pub fn run(
     let read_line = || cloud_line.lock().map(|l| l.clone()).unwrap_or_default();
     let mut terminal = ratatui::init();
     let mut view = CatalogView::new(catalog, theme, &read_line());
-    view.leftovers = LeftoversDialog::new(engine.leftovers);
     let result = (|| -> std::io::Result<()> {
         terminal.draw(|f| view.draw(f))?;
         while !view.quit {
@@ -272,6 +272,13 @@ pub fn run(
                     Event::Resize(..) => true,
                     _ => false,
                 };
+            }
+            if let Ok(found) = engine.leftovers.try_recv() {
+                view.leftovers = match found {
+                    Ok(found) => LeftoversDialog::new(found),
+                    Err(e) => Some(LeftoversDialog::unreadable(e)),
+                };
+                redraw |= view.leftovers.is_some();
             }
             while let Ok(event) = engine.events.try_recv() {
                 if let Some(dialog) = &mut view.leftovers {
@@ -450,7 +457,49 @@ mod tests {
 
     #[test]
     fn leftovers_can_be_left_for_later() {
+        use image_factory::engine::cleanup::Leftovers;
+        use image_factory::engine::journal::{Resource, ResourceKind, ResourceState};
+
         assert!(LeftoversDialog::new(Vec::new()).is_none());
+        let (_dir, catalog) = fixture_repo();
+        let mut view = CatalogView::new(&catalog, Theme::default(), "cloud: test");
+        view.leftovers = LeftoversDialog::new(vec![Leftovers {
+            build_dir: "/nonexistent".into(),
+            build: "bundle-web-20261125T090500Z-1".into(),
+            resources: vec![Resource {
+                kind: ResourceKind::Keypair,
+                name: "factory-key".into(),
+                id: None,
+                state: ResourceState::Intended,
+            }],
+        }]);
+        let (_, commands) = view.on_key(KeyEvent::from(KeyCode::Char('n')));
+        assert!(commands.is_empty());
+        assert!(view.leftovers.is_none());
+        assert!(!view.quit);
+    }
+
+    #[test]
+    fn unreadable_journals_are_said_not_hidden() {
+        let (_dir, catalog) = fixture_repo();
+        let mut view = CatalogView::new(&catalog, Theme::default(), "cloud: test");
+        view.leftovers = Some(LeftoversDialog::unreadable(
+            "cannot read the resource journal /data/builds/x/journal.jsonl: permission denied"
+                .into(),
+        ));
+        let text = screen(&view, 120, 20);
+        assert!(
+            text.contains("The build journals could not be read: cannot read the resource journal"),
+            "{text}"
+        );
+        assert!(text.contains("`factory cleanup` lists them"), "{text}");
+        // Long lines wrap; the dialog grows with them and still shows its key.
+        let narrow = screen(&view, 60, 20);
+        assert!(narrow.contains("Enter close"), "{narrow}");
+        let (_, commands) = view.on_key(KeyEvent::from(KeyCode::Char('y')));
+        assert!(commands.is_empty());
+        view.on_key(KeyEvent::from(KeyCode::Enter));
+        assert!(view.leftovers.is_none());
     }
 
     #[test]
