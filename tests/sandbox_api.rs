@@ -130,6 +130,23 @@ impl Cloud {
         body["server"]["id"].as_str().unwrap().to_string()
     }
 
+    /// A new floating IP of the external network (`public`), associated with nothing.
+    async fn floating_ip(&self) -> Value {
+        let (_, nets) = self
+            .get("/network/v2.0/networks?router:external=true")
+            .await;
+        assert_eq!(nets["networks"][0]["name"], "public");
+        let public = nets["networks"][0]["id"].as_str().unwrap();
+        let (status, fip) = self
+            .post(
+                "/network/v2.0/floatingips",
+                json!({"floatingip": {"floating_network_id": public}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{fip}");
+        fip["floatingip"].clone()
+    }
+
     /// A server created and waited ACTIVE, with its first port.
     async fn active_server(&self, name: &str, image: &str) -> (String, Value) {
         let id = self.server(name, image).await;
@@ -651,28 +668,14 @@ async fn injected_faults_answer_each_service_format() {
 #[tokio::test]
 async fn neutron_floating_ips_reach_servers_through_router1() {
     let cloud = Cloud::start().await;
-    let (_, nets) = cloud
-        .get("/network/v2.0/networks?router:external=true")
-        .await;
-    assert_eq!(nets["networks"][0]["name"], "public");
-    let public = nets["networks"][0]["id"].as_str().unwrap().to_string();
     let image = cloud.image("base", vec![0; 16]).await;
     let (id, port) = cloud.active_server("web", &image).await;
     let port = port["id"].as_str().unwrap().to_string();
 
-    let (status, fip) = cloud
-        .post(
-            "/network/v2.0/floatingips",
-            json!({"floatingip": {"floating_network_id": public}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(fip["floatingip"]["status"], "DOWN");
-    let fip_id = fip["floatingip"]["id"].as_str().unwrap().to_string();
-    let address = fip["floatingip"]["floating_ip_address"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let fip = cloud.floating_ip().await;
+    assert_eq!(fip["status"], "DOWN");
+    let fip_id = fip["id"].as_str().unwrap().to_string();
+    let address = fip["floating_ip_address"].as_str().unwrap().to_string();
     assert!(address.starts_with("127.43."));
     let (status, fip) = cloud
         .call(
@@ -783,18 +786,8 @@ async fn nova_lists_a_servers_port_interfaces() {
     );
 
     // What Packer does next: a floating IP on that port shows among the server's addresses.
-    let (_, nets) = cloud
-        .get("/network/v2.0/networks?router:external=true")
-        .await;
-    let public = nets["networks"][0]["id"].as_str().unwrap();
-    let (status, fip) = cloud
-        .post(
-            "/network/v2.0/floatingips",
-            json!({"floatingip": {"floating_network_id": public}}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
-    let fip_id = fip["floatingip"]["id"].as_str().unwrap();
+    let fip = cloud.floating_ip().await;
+    let fip_id = fip["id"].as_str().unwrap();
     let (status, _) = cloud
         .call(
             Method::PUT,
@@ -809,8 +802,7 @@ async fn nova_lists_a_servers_port_interfaces() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|a| a["OS-EXT-IPS:type"] == "floating"
-                && a["addr"] == fip["floatingip"]["floating_ip_address"]),
+            .any(|a| a["OS-EXT-IPS:type"] == "floating" && a["addr"] == fip["floating_ip_address"]),
         "{server}"
     );
 }
