@@ -24,8 +24,9 @@ enum Stage {
 pub struct LeftoversDialog {
     leftovers: Vec<Leftovers>,
     stage: Stage,
-    /// Builds asked to be cleaned whose `CleanupFinished` has not come yet.
-    pending: Vec<BuildId>,
+    /// Builds asked to be cleaned whose `CleanupFinished` has not come yet, with the failed
+    /// deletions already shown for each (`CleanupFinished` lists them again).
+    pending: Vec<(BuildId, usize)>,
     progress: Vec<(bool, String)>,
     failures: usize,
     pub closed: bool,
@@ -34,21 +35,18 @@ pub struct LeftoversDialog {
 impl LeftoversDialog {
     /// None when nothing is left anywhere.
     pub fn new(leftovers: Vec<Leftovers>) -> Option<LeftoversDialog> {
-        (!leftovers.is_empty()).then(|| LeftoversDialog {
-            leftovers,
-            stage: Stage::Asking,
-            pending: Vec::new(),
-            progress: Vec::new(),
-            failures: 0,
-            closed: false,
-        })
+        (!leftovers.is_empty()).then(|| LeftoversDialog::at(leftovers, Stage::Asking))
     }
 
     /// Says that the journals could not be read (the operator must know leftovers may exist).
     pub fn unreadable(error: String) -> LeftoversDialog {
+        LeftoversDialog::at(Vec::new(), Stage::Unreadable(error))
+    }
+
+    fn at(leftovers: Vec<Leftovers>, stage: Stage) -> LeftoversDialog {
         LeftoversDialog {
-            leftovers: Vec::new(),
-            stage: Stage::Unreadable(error),
+            leftovers,
+            stage,
             pending: Vec::new(),
             progress: Vec::new(),
             failures: 0,
@@ -69,7 +67,7 @@ impl LeftoversDialog {
                 for l in &self.leftovers {
                     match l.id() {
                         Some(id) => {
-                            self.pending.push(id.clone());
+                            self.pending.push((id.clone(), 0));
                             commands.push(Command::CleanUp(id));
                         }
                         None => {
@@ -98,9 +96,14 @@ impl LeftoversDialog {
 
     /// Takes the engine's report of the clean-up; returns whether the dialog changed.
     pub fn on_event(&mut self, event: &Event) -> bool {
-        if !self.pending.contains(event.build_id()) {
+        let Some(shown) = self
+            .pending
+            .iter_mut()
+            .find(|(id, _)| id == event.build_id())
+            .map(|(_, shown)| shown)
+        else {
             return false;
-        }
+        };
         match event {
             Event::ResourceDeleted {
                 id,
@@ -110,18 +113,22 @@ impl LeftoversDialog {
             } => {
                 let text = match error {
                     None => format!("deleted {kind:?} {name}"),
-                    Some(e) => format!("FAILED {kind:?} {name} ({}): {e}", id.definition),
+                    Some(e) => {
+                        *shown += 1;
+                        format!("FAILED {kind:?} {name} ({}): {e}", id.definition)
+                    }
                 };
                 self.progress.push((error.is_none(), text));
             }
             Event::CleanupFinished { id, failures } => {
-                for f in failures {
-                    if !self.progress.iter().any(|(_, t)| t.ends_with(f.as_str())) {
-                        self.progress.push((false, f.clone()));
-                    }
+                // Deletions come first, in order; what follows them (a refusal, an unreadable
+                // journal) was not shown yet.
+                let already = *shown;
+                for f in failures.iter().skip(already) {
+                    self.progress.push((false, f.clone()));
                 }
                 self.failures += failures.len();
-                self.pending.retain(|p| p != id);
+                self.pending.retain(|(p, _)| p != id);
                 if self.pending.is_empty() {
                     self.stage = Stage::Done;
                 }

@@ -434,9 +434,12 @@ mod tests {
             name: "factory-key".into(),
             error: Some("Compute: 503 Service Unavailable".into()),
         }));
+        // The engine lists the failure again, as the clean-up's error says it: shown once.
         assert!(dialog.on_event(&Event::CleanupFinished {
             id: id.clone(),
-            failures: vec!["Compute: 503 Service Unavailable".into()],
+            failures: vec![
+                "cannot delete Keypair `factory-key`: Compute: 503 Service Unavailable".into(),
+            ],
         }));
         let done = screen(&view, 120, 24);
         assert!(done.contains("deleted Server factory-builder"), "{done}");
@@ -448,6 +451,7 @@ mod tests {
             done.contains("1 deletion(s) failed: `factory cleanup` retries"),
             "{done}"
         );
+        assert!(!done.contains("cannot delete"), "{done}");
 
         view.on_key(KeyEvent::from(KeyCode::Enter));
         assert!(view.leftovers.is_none());
@@ -477,6 +481,42 @@ mod tests {
         assert!(commands.is_empty());
         assert!(view.leftovers.is_none());
         assert!(!view.quit);
+    }
+
+    #[test]
+    fn a_refused_clean_up_says_why() {
+        use image_factory::engine::cleanup::Leftovers;
+        use image_factory::engine::events::Event;
+        use image_factory::engine::journal::{Resource, ResourceKind, ResourceState};
+
+        let (_dir, catalog) = fixture_repo();
+        let mut view = CatalogView::new(&catalog, Theme::default(), "cloud: test");
+        let build = "bundle-web-20261125T090500Z-1";
+        view.leftovers = LeftoversDialog::new(vec![Leftovers {
+            build_dir: "/nonexistent".into(),
+            build: build.into(),
+            resources: vec![Resource {
+                kind: ResourceKind::Server,
+                name: "factory-builder".into(),
+                id: Some("srv-1".into()),
+                state: ResourceState::Created,
+            }],
+        }]);
+        let (_, commands) = view.on_key(KeyEvent::from(KeyCode::Char('y')));
+        let [Command::CleanUp(id)] = commands.as_slice() else {
+            panic!("{commands:?}")
+        };
+        let refusal = format!("{build} is still running: cancel it first");
+        view.leftovers
+            .as_mut()
+            .unwrap()
+            .on_event(&Event::CleanupFinished {
+                id: id.clone(),
+                failures: vec![refusal.clone()],
+            });
+        let text = screen(&view, 120, 20);
+        assert!(text.contains(&refusal), "{text}");
+        assert!(text.contains("1 deletion(s) failed"), "{text}");
     }
 
     #[test]
