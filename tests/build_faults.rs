@@ -175,6 +175,7 @@ async fn failed_builds_leave_nothing_in_the_cloud() {
     .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
+    let _reaper = common::Reaper(dir.path().to_path_buf());
     let mut opts = SandboxOptions::new(dir.path().join("cloud"));
     opts.machines = Machines::Qemu;
     let sandbox = sandbox::start(opts).await.unwrap();

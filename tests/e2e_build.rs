@@ -73,6 +73,7 @@ async fn an_os_then_two_bundles_at_once_then_the_lamp_stack_serves_its_page() {
     }
     let test_started = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
     let sandbox_dir = tempfile::tempdir().unwrap();
+    let _reaper = common::Reaper(sandbox_dir.path().to_path_buf());
     let mut options = SandboxOptions::new(sandbox_dir.path());
     options.machines = Machines::Qemu;
     let sandbox = sandbox::start(options).await.unwrap();

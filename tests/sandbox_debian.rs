@@ -111,6 +111,7 @@ async fn a_debian_server_boots_keeps_its_files_through_a_snapshot_and_sees_its_v
     .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
+    let _reaper = common::Reaper(dir.path().to_path_buf());
     let mut opts = SandboxOptions::new(dir.path().join("cloud"));
     opts.machines = Machines::Qemu;
     let sandbox = sandbox::start(opts).await.unwrap();

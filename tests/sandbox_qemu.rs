@@ -8,6 +8,7 @@
 //! syslinux, mtools, dosfstools.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 mod qemu_api;
 mod vm_guest;
 
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Reaper;
 use futures_util::future::BoxFuture;
 use image_factory::sandbox::driver::DriverResult;
 use image_factory::sandbox::{
@@ -22,7 +24,7 @@ use image_factory::sandbox::{
     StateMachineDriver,
 };
 use image_factory::vm::hygiene::processes_under;
-use qemu_api::{Api, Reaper, banner, fixed_ip};
+use qemu_api::{Api, banner, fixed_ip};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt;

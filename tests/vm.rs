@@ -5,7 +5,10 @@
 //! Packages: qemu-system-x86 (10.x), qemu-utils, busybox-static, linux-image-cloud-amd64.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
 mod vm_guest;
+
+use common::Reaper;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,19 +43,6 @@ macro_rules! skip_without_qemu {
             return;
         }
     };
-}
-
-/// Kills whatever QEMU a failed test left under its state dir (a passing test leaves none).
-struct Reaper(PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for pid in hygiene::processes_under(&self.0) {
-            eprintln!("reaping QEMU {pid} left under {}", self.0.display());
-            let pid = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
-        }
-    }
 }
 
 /// A state dir with a short path (unix socket paths are limited to 107 bytes).

@@ -164,7 +164,8 @@ pub(crate) fn signal(pid: u32, sig: Signal) -> std::io::Result<()> {
 /// Every live process whose command line mentions `state_dir`: for tests and `factory doctor`-like
 /// checks that nothing was left running.
 pub fn processes_under(state_dir: &Path) -> Vec<u32> {
-    let needle = state_dir.display().to_string();
+    // With the separator: /tmp/sb must not match the machines of /tmp/sb2.
+    let needle = format!("{}/", state_dir.display().to_string().trim_end_matches('/'));
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return vec![];
     };

@@ -134,3 +134,19 @@ pub fn vm_skip_reason() -> Option<String> {
 pub fn shared_vm_data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("osimage-boot")
 }
+
+/// Kills whatever QEMU a failed test left under its directory: machines are daemons, and a
+/// panicking test never reaches the sandbox's shutdown (a passing test leaves none).
+pub struct Reaper(pub PathBuf);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for pid in image_factory::vm::hygiene::processes_under(&self.0) {
+            eprintln!("reaping QEMU {pid} left under {}", self.0.display());
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::SIGKILL,
+            );
+        }
+    }
+}

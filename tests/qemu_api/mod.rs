@@ -1,7 +1,7 @@
 //! A small Nova/Glance/Neutron/Cinder client over reqwest for the QEMU sandbox tests, with the
 //! waits those tests need (states, console lines, an SSH banner).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -219,21 +219,6 @@ pub async fn wait_banner(addr: &str, want: &str, secs: u64) -> Duration {
             "no SSH banner on {addr}:22 in {secs} s"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Kills whatever QEMU a failed test left under its directory (a passing test leaves none).
-pub struct Reaper(pub PathBuf);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for pid in image_factory::vm::hygiene::processes_under(&self.0) {
-            eprintln!("reaping QEMU {pid} left under {}", self.0.display());
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::SIGKILL,
-            );
-        }
     }
 }
 
